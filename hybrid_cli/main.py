@@ -1,0 +1,279 @@
+"""``hybrid-search``: index through the queue, run workers, search, list bad items.
+
+The command line sits on top of both paths and nothing imports it. Settings come
+from ``HYBRID_SEARCH_*`` environment variables and an optional JSON config file
+(``--config`` or ``HYBRID_SEARCH_CONFIG``), the same ones the workers read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from hybrid_core.config import Settings
+from hybrid_core.errors import SearchError
+from hybrid_core.filters import parse_filter_args
+
+console = Console(stderr=True)
+out = Console()
+
+
+def _settings(ctx: click.Context) -> Settings:
+    return ctx.obj["settings"]
+
+
+def _fail(message: str) -> None:
+    console.print(f"[bold red]error:[/] {message}")
+    sys.exit(2)
+
+
+def _parse_weights(raw: str | None) -> dict[str, float]:
+    if not raw:
+        return {}
+    weights: dict[str, float] = {}
+    for part in raw.split(","):
+        name, sep, value = part.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{part!r}: write leg=weight, e.g. bm25=1,text=0.5", param_hint="--weights")
+        try:
+            weights[name.strip()] = float(value)
+        except ValueError:
+            raise click.BadParameter(f"{value!r} is not a number", param_hint="--weights") from None
+    return weights
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    )
+
+
+@click.group()
+@click.option("--config", type=click.Path(exists=True, dir_okay=False), help="JSON settings file (see README).")
+@click.pass_context
+def cli(ctx: click.Context, config: str | None) -> None:
+    """Multimodal hybrid search for product catalogues."""
+    if config:
+        os.environ["HYBRID_SEARCH_CONFIG"] = str(Path(config).resolve())
+    try:
+        ctx.obj = {"settings": Settings.from_env()}
+    except SearchError as exc:
+        _fail(str(exc))
+
+
+@cli.command()
+@click.argument("catalogue", type=click.Path(exists=True, dir_okay=False))
+@click.option("--images-root", type=click.Path(file_okay=False), help="Root for relative image paths (default: the catalogue's folder).")
+@click.option("--where", multiple=True, help="Only lines whose field equals a value, e.g. split=test (repeatable).")
+@click.option("--title-field", default="title", show_default=True, help="Catalogue field to use as the title.")
+@click.option("--batch-size", type=click.IntRange(1, 1024), help="Products per queued task (default from settings: 128).")
+@click.option("--wait/--no-wait", default=True, show_default=True, help="Wait for the workers and show their progress.")
+@click.option("--timeout", type=float, default=None, help="Give up waiting after this many seconds.")
+@click.pass_context
+def index(ctx, catalogue, images_root, where, title_field, batch_size, wait, timeout) -> None:
+    """Queue a JSONL catalogue for indexing (upserts; lines with "op": "delete" delete)."""
+    import time
+
+    from indexer.celery_app import make_app
+    from indexer.producer import catalogue_items, enqueue, parse_where
+    from indexer.producer import wait as wait_for
+
+    settings = _settings(ctx)
+    try:
+        selector = parse_where(where)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--where") from None
+    root = str(Path(images_root or Path(catalogue).parent).resolve())
+    app = make_app(settings)
+    started = time.monotonic()
+    try:
+        with _progress() as progress:
+            queued = progress.add_task("queued", total=None)
+            submitted = enqueue(
+                catalogue_items(catalogue, selector),
+                app=app,
+                batch_size=batch_size or settings.batch_size,
+                options={"images_root": root, "title_field": title_field},
+                on_batch=lambda n: progress.advance(queued, n),
+            )
+            progress.update(queued, total=submitted.items)
+            if not wait:
+                console.print(f"queued {submitted.items} items in {len(submitted.results)} batches")
+                return
+            done = progress.add_task("indexed", total=submitted.items)
+            totals = wait_for(submitted, timeout_s=timeout, on_done=lambda n, *_: progress.advance(done, n))
+    except TimeoutError as exc:
+        _fail(f"{exc}; the workers go on, run `hybrid-search status` later")
+    except Exception as exc:  # kombu/redis raise many types for "broker unreachable"
+        if isinstance(exc, SearchError):
+            _fail(str(exc))
+        _fail(f"cannot queue updates through {settings.broker_url}: {exc.__class__.__name__}: {exc}")
+    elapsed = time.monotonic() - started
+    rate = submitted.items / elapsed if elapsed else 0.0
+    console.print(
+        f"{submitted.items} items in {elapsed:.1f} s ({rate:.1f}/s): {totals['written']} written, "
+        f"{totals['deleted']} deleted, {totals['stale']} stale, {totals['reused_vectors']} kept their vectors, "
+        f"{totals['errors']} bad items, {totals['failed_batches']} failed batches"
+    )
+    if totals["errors"]:
+        console.print("list the bad items with: hybrid-search errors")
+    if totals["failed_batches"]:
+        sys.exit(1)
+
+
+@cli.command()
+@click.option("--concurrency", type=int, default=1, show_default=True, help="Worker processes (each loads the models).")
+@click.option("--pool", type=click.Choice(["prefork", "solo", "threads"]), default="prefork", show_default=True)
+@click.option("--loglevel", default="info", show_default=True)
+@click.option("--hostname", default=None, help="Celery node name (default: hybrid-search@%h).")
+@click.pass_context
+def worker(ctx, concurrency, pool, loglevel, hostname) -> None:
+    """Run a Celery worker on the catalogue-update queue (same as `celery -A indexer.celery_app worker`)."""
+    from indexer.celery_app import QUEUE, make_app
+
+    app = make_app(_settings(ctx))
+    argv = ["worker", "--loglevel", loglevel, "--concurrency", str(concurrency), "--pool", pool, "-Q", QUEUE]
+    argv += ["--hostname", hostname or "hybrid-search@%h"]
+    app.worker_main(argv)
+
+
+@cli.command()
+@click.argument("text", required=False)
+@click.option("--image", type=click.Path(exists=True, dir_okay=False), help="Query image (more like this).")
+@click.option("--filter", "filters", multiple=True, help="field=value, field=a,b, field>=n (repeatable).")
+@click.option("--fusion", type=click.Choice(["rrf", "linear"]), default="rrf", show_default=True)
+@click.option("--weights", help="Per-leg weights, e.g. bm25=1,text=1,cross=0.5,image=1,product=1.")
+@click.option("--normalizer", type=click.Choice(["minmax", "l2_norm", "none"]), default="minmax", show_default=True)
+@click.option("--rank-constant", type=int, default=60, show_default=True)
+@click.option("--window", "rank_window_size", type=int, default=100, show_default=True, help="rank_window_size.")
+@click.option("--legs", help="Only these legs, e.g. bm25,text (default: every leg that applies).")
+@click.option("--size", type=int, default=10, show_default=True)
+@click.option("--from", "offset", type=int, default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_context
+def search(ctx, text, image, filters, fusion, weights, normalizer, rank_constant, rank_window_size, legs, size, offset, as_json) -> None:
+    """Hybrid search with text and/or an image; every hit is explained leg by leg."""
+    from query_builder.query import FusionConfig, HybridQuery
+    from query_builder.searcher import HybridSearcher
+
+    settings = _settings(ctx)
+    try:
+        query = HybridQuery(
+            text=text,
+            image=image,
+            filters=parse_filter_args(filters),
+            size=size,
+            offset=offset,
+            fusion=FusionConfig(
+                method=fusion,
+                weights=_parse_weights(weights),
+                rank_constant=rank_constant,
+                rank_window_size=rank_window_size,
+                normalizer=normalizer,
+            ),
+            legs=tuple(leg.strip() for leg in legs.split(",")) if legs else None,
+        )
+        text_space, image_space = settings.embedding_spaces()
+        store = settings.open_store()
+        searcher = HybridSearcher(store, settings.layout(), text_space, image_space)
+        result = searcher.search(query)
+    except SearchError as exc:
+        _fail(str(exc))
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+        return
+    table = Table(title=f"{query.text or ''}{' + image' if image else ''}  ({fusion})", show_lines=False)
+    table.add_column("#", justify="right")
+    table.add_column("id")
+    table.add_column("score", justify="right")
+    table.add_column("title")
+    for leg in result.legs:
+        table.add_column(f"{leg}\nrank (score)", justify="right")
+    for hit in result.hits:
+        cells = [str(hit.rank), hit.id, f"{hit.score:.4f}", str(hit.source.get("title", ""))[:48]]
+        for leg in result.legs:
+            found = hit.legs.get(leg)
+            cells.append(f"{found.rank} ({found.score:.3f})" if found else "-")
+        table.add_row(*cells)
+    out.print(table)
+    timing = ", ".join(f"{k} {v:.1f} ms" for k, v in result.took_ms.items())
+    out.print(f"legs: {', '.join(f'{k}={v}' for k, v in result.legs.items())}; {timing}")
+
+
+@cli.command()
+@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--clear", is_flag=True, help="Delete the recorded errors after listing them.")
+@click.pass_context
+def errors(ctx, limit, as_json, clear) -> None:
+    """List bad catalogue items the workers recorded (newest first)."""
+    store = _settings(ctx).open_store()
+    try:
+        records = store.list_errors(limit)
+        if clear:
+            store.clear_errors()
+    except SearchError as exc:
+        _fail(str(exc))
+    if as_json:
+        click.echo(json.dumps([r.__dict__ for r in records], indent=2, ensure_ascii=False))
+        return
+    if not records:
+        out.print("no bad items recorded")
+        return
+    table = Table(title=f"bad items (newest {len(records)})")
+    for column in ("at", "item", "id", "reason"):
+        table.add_column(column)
+    for r in records:
+        table.add_row(r.at or "", r.item, r.product_id or "", r.reason)
+    out.print(table)
+
+
+@cli.command()
+@click.pass_context
+def status(ctx) -> None:
+    """Where the store is, how many products it holds, and which models fill which vectors."""
+    settings = _settings(ctx)
+    layout = settings.layout()
+    try:
+        count = settings.open_store().count()
+    except SearchError as exc:
+        _fail(str(exc))
+    out.print(f"store: {settings.store} at {settings.store_path}")
+    out.print(f"products: {count}")
+    out.print(f"broker: {settings.broker_url}")
+    for vf in layout.vector_fields:
+        out.print(f"  {vf.name}: {vf.dims}-d {vf.similarity}, space {vf.space} ({vf.model_id}), from {vf.source}")
+
+
+@cli.command()
+@click.pass_context
+def mappings(ctx) -> None:
+    """Print the Elasticsearch index body (settings + mappings) for the configured models."""
+    click.echo(json.dumps(_settings(ctx).layout().to_es_mapping(), indent=2))
+
+
+@cli.command("sample-catalogue")
+@click.argument("out_dir", type=click.Path(file_okay=False))
+def sample_catalogue(out_dir: str) -> None:
+    """Write the project's small synthetic demo catalogue (48 products with drawn photos)."""
+    from hybrid_core.sample_catalogue import write_sample_catalogue
+
+    path = write_sample_catalogue(out_dir)
+    out.print(str(path))
+
+
+def main() -> Any:  # pragma: no cover
+    return cli()

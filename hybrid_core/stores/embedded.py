@@ -1,0 +1,421 @@
+"""The embedded default store: one SQLite file (FTS5 for BM25) plus exact NumPy kNN.
+
+Why this shape: a product's text, attributes and vectors live in one row, so one
+transaction changes all of them; SQLite's WAL lets several worker processes write
+(serialized by ``BEGIN IMMEDIATE`` and a busy timeout) while searches read a
+consistent snapshot. Vectors are also kept in memory as float32 matrices for exact
+kNN; every committed change gets a strictly increasing ``seq``, so a reader
+refreshes its matrices incrementally (only rows with a newer ``seq``) before each
+search instead of reloading the table.
+
+Scores follow Elasticsearch where they can: kNN over ``cosine`` reports
+``(1 + cos) / 2``; BM25 comes from FTS5 (``-bm25()``, porter stemming, per-field
+weights) and is *not* numerically equal to Lucene's BM25.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hybrid_core.errors import LayoutError, StoreError, TransientStoreError, ValidationError
+from hybrid_core.filters import Condition, to_sql
+from hybrid_core.layout import FieldLayout
+from hybrid_core.stores.base import ExistingDoc, ItemErrorRecord, RankedIds, StoredDoc, WriteOutcome
+
+_IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
+_TOKEN = re.compile(r"\w+", re.UNICODE)
+MAX_QUERY_TOKENS = 64
+
+
+def _blob(vector: np.ndarray) -> bytes:
+    vec = np.asarray(vector, dtype="<f4")
+    norm = float(np.linalg.norm(vec))
+    return (vec / norm if norm > 0 else vec).tobytes()
+
+
+def fts_match_expression(text: str) -> str | None:
+    """A safe FTS5 query: every word quoted, OR-ed (like ``multi_match``'s default ``or``)."""
+    tokens = _TOKEN.findall(text.lower())[:MAX_QUERY_TOKENS]
+    if not tokens:
+        return None
+    return " OR ".join(f'"{token}"' for token in dict.fromkeys(tokens))
+
+
+def _translate(exc: sqlite3.Error, what: str) -> StoreError:
+    message = str(exc).lower()
+    if isinstance(exc, sqlite3.OperationalError) and ("locked" in message or "busy" in message):
+        return TransientStoreError(f"{what}: database busy ({exc})")
+    return StoreError(f"{what}: {exc}")
+
+
+class _VectorIndex:
+    """In-memory float32 matrices of every vector field, refreshed incrementally by ``seq``."""
+
+    def __init__(self, fields: dict[str, int]) -> None:
+        self.fields = fields
+        self.seq = 0
+        self.size = 0
+        self.capacity = 0
+        self.rowids = np.zeros(0, dtype=np.int64)
+        self.ids: list[str] = []
+        self.position: dict[int, int] = {}
+        self.matrix = {name: np.zeros((0, dims), dtype=np.float32) for name, dims in fields.items()}
+        self.present = {name: np.zeros(0, dtype=bool) for name in fields}
+
+    def _grow(self, needed: int) -> None:
+        if needed <= self.capacity:
+            return
+        capacity = max(needed, self.capacity * 2, 1024)
+        self.rowids = np.resize(self.rowids, capacity)
+        for name, dims in self.fields.items():
+            grown = np.zeros((capacity, dims), dtype=np.float32)
+            grown[: self.size] = self.matrix[name][: self.size]
+            self.matrix[name] = grown
+            present = np.zeros(capacity, dtype=bool)
+            present[: self.size] = self.present[name][: self.size]
+            self.present[name] = present
+        self.capacity = capacity
+
+    def apply(self, rows: list[sqlite3.Row]) -> None:
+        new = sum(1 for row in rows if row["rowid"] not in self.position)
+        self._grow(self.size + new)
+        for row in rows:
+            pos = self.position.get(row["rowid"])
+            if pos is None:
+                pos = self.size
+                self.size += 1
+                self.position[row["rowid"]] = pos
+                self.rowids[pos] = row["rowid"]
+                self.ids.append(row["id"])
+            for name in self.fields:
+                blob = None if row["deleted"] else row[name]
+                if blob is None:
+                    self.present[name][pos] = False
+                else:
+                    self.matrix[name][pos] = np.frombuffer(blob, dtype="<f4")
+                    self.present[name][pos] = True
+            self.seq = max(self.seq, row["seq"])
+
+
+class EmbeddedStore:
+    """SQLite + NumPy store for one field layout. Construction does no I/O."""
+
+    def __init__(self, path: str | Path, layout: FieldLayout, *, busy_timeout_s: float = 30.0) -> None:
+        self.path = Path(path)
+        self.layout = layout
+        self.busy_timeout_s = busy_timeout_s
+        self._local = threading.local()
+        self._index_lock = threading.Lock()
+        self._index = _VectorIndex({vf.name: vf.dims for vf in layout.vector_fields})
+        self._initialized = False
+        for name in [*layout.attribute_names, *(v.name for v in layout.vector_fields), *(t.name for t in layout.text_fields)]:
+            if not _IDENT.match(name):
+                raise LayoutError(f"field name {name!r} is not a plain identifier")
+
+    # -- connection and schema -------------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                conn = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None, check_same_thread=False)
+                conn.row_factory = sqlite3.Row
+                conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA synchronous = FULL")
+            except sqlite3.Error as exc:
+                raise _translate(exc, f"cannot open store {self.path}") from exc
+            self._local.conn = conn
+            if not self._initialized:
+                self._init_schema(conn)
+                self._initialized = True
+        return conn
+
+    def _init_schema(self, conn: sqlite3.Connection) -> None:
+        attr_cols = ", ".join(
+            f'"{a.name}" {"REAL" if a.type == "float" else "INTEGER" if a.type == "integer" else "TEXT"}'
+            for a in self.layout.attribute_fields
+        )
+        vec_cols = ", ".join(f'"{v.name}" BLOB' for v in self.layout.vector_fields)
+        text_cols = ", ".join(t.name for t in self.layout.text_fields)
+        signature = json.dumps(self.layout.signature(), sort_keys=True)
+        with self._transaction(conn, "create the store schema"):
+            conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            row = conn.execute("SELECT value FROM meta WHERE key = 'layout'").fetchone()
+            if row is None:
+                conn.execute("INSERT INTO meta (key, value) VALUES ('layout', ?)", (signature,))
+                conn.execute(
+                    f"""CREATE TABLE products (
+                        rowid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, version INTEGER NOT NULL,
+                        deleted INTEGER NOT NULL DEFAULT 0, seq INTEGER NOT NULL, indexed_at TEXT,
+                        source TEXT, text_hash TEXT, image_hash TEXT, {attr_cols}, {vec_cols})"""
+                )
+                conn.execute("CREATE INDEX products_seq ON products (seq)")
+                for a in self.layout.attribute_fields:
+                    conn.execute(f'CREATE INDEX "products_{a.name}" ON products ("{a.name}")')
+                conn.execute(
+                    f"CREATE VIRTUAL TABLE products_fts USING fts5({text_cols}, "
+                    "tokenize = 'porter unicode61 remove_diacritics 2')"
+                )
+                conn.execute(
+                    """CREATE TABLE item_errors (n INTEGER PRIMARY KEY, at TEXT NOT NULL, item TEXT NOT NULL,
+                       product_id TEXT, version INTEGER, reason TEXT NOT NULL, task_id TEXT)"""
+                )
+            elif row["value"] != signature:
+                stored = json.loads(row["value"])
+                raise LayoutError(
+                    f"store {self.path} was built for another layout or other models: "
+                    f"it holds {json.dumps(stored['vector_fields'])}, this configuration has "
+                    f"{json.dumps(self.layout.signature()['vector_fields'])}; use a new store path or the same models"
+                )
+
+    @contextmanager
+    def _transaction(self, conn: sqlite3.Connection, what: str) -> Iterator[None]:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise _translate(exc, what) from exc
+        try:
+            yield
+        except BaseException as exc:
+            conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise _translate(exc, what) from exc
+            raise
+        else:
+            try:
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                conn.execute("ROLLBACK")
+                raise _translate(exc, what) from exc
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    # -- writes ----------------------------------------------------------------------------
+
+    def existing(self, ids: list[str]) -> dict[str, ExistingDoc]:
+        if not ids:
+            return {}
+        conn = self._conn()
+        vec_cols = ", ".join(f'"{v.name}"' for v in self.layout.vector_fields)
+        found: dict[str, ExistingDoc] = {}
+        try:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                rows = conn.execute(
+                    f"SELECT id, version, deleted, text_hash, image_hash, {vec_cols} FROM products "
+                    f"WHERE id IN ({', '.join('?' * len(chunk))})",
+                    chunk,
+                ).fetchall()
+                for row in rows:
+                    vectors = {
+                        v.name: np.frombuffer(row[v.name], dtype="<f4").copy()
+                        for v in self.layout.vector_fields
+                        if row[v.name] is not None
+                    }
+                    found[row["id"]] = ExistingDoc(
+                        row["id"], row["version"], bool(row["deleted"]), row["text_hash"], row["image_hash"], vectors
+                    )
+        except sqlite3.Error as exc:
+            raise _translate(exc, "read existing documents") from exc
+        return found
+
+    def _check(self, doc: StoredDoc) -> None:
+        for name, vector in doc.vectors.items():
+            space, model_id = doc.spaces.get(name, ("?", "?"))
+            self.layout.vector(name).check(np.asarray(vector), space=space, model_id=model_id, item=f"product {doc.id}")
+
+    def write(self, docs: list[StoredDoc], deletes: list[tuple[str, int]]) -> WriteOutcome:
+        """Upsert and delete in one transaction; an older version never replaces a newer one."""
+        for doc in docs:
+            self._check(doc)
+        outcome = WriteOutcome()
+        if not docs and not deletes:
+            return outcome
+        conn = self._conn()
+        attrs = self.layout.attribute_names
+        vecs = [v.name for v in self.layout.vector_fields]
+        texts = [t.name for t in self.layout.text_fields]
+        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        columns = ["version", "deleted", "seq", "indexed_at", "source", "text_hash", "image_hash", *attrs, *vecs]
+        assignments = ", ".join(f'"{c}" = ?' for c in columns)
+        with self._transaction(conn, f"write {len(docs)} documents and {len(deletes)} deletes"):
+            seq = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM products").fetchone()[0]
+            for doc in docs:
+                row = conn.execute("SELECT rowid, version FROM products WHERE id = ?", (doc.id,)).fetchone()
+                if row is not None and row["version"] > doc.version:
+                    outcome.status[doc.id] = "stale"
+                    continue
+                seq += 1
+                values = [
+                    doc.version, 0, seq, now, json.dumps(doc.source, ensure_ascii=False), doc.text_hash, doc.image_hash,
+                    *(doc.source.get(a) for a in attrs),
+                    *(_blob(doc.vectors[v]) if v in doc.vectors else None for v in vecs),
+                ]
+                if row is None:
+                    cursor = conn.execute(
+                        f"INSERT INTO products (id, {', '.join(chr(34) + c + chr(34) for c in columns)}) "
+                        f"VALUES (?, {', '.join('?' * len(columns))})",
+                        [doc.id, *values],
+                    )
+                    rowid = cursor.lastrowid
+                else:
+                    rowid = row["rowid"]
+                    conn.execute(f"UPDATE products SET {assignments} WHERE rowid = ?", [*values, rowid])
+                    conn.execute("DELETE FROM products_fts WHERE rowid = ?", (rowid,))
+                conn.execute(
+                    f"INSERT INTO products_fts (rowid, {', '.join(texts)}) VALUES (?, {', '.join('?' * len(texts))})",
+                    [rowid, *(doc.source.get(t, "") for t in texts)],
+                )
+                outcome.status[doc.id] = "written"
+            for pid, version in deletes:
+                row = conn.execute("SELECT rowid, version FROM products WHERE id = ?", (pid,)).fetchone()
+                if row is not None and row["version"] > version:
+                    outcome.status[pid] = "stale"
+                    continue
+                seq += 1
+                tombstone = [version, 1, seq, now, None, None, None, *(None for _ in attrs), *(None for _ in vecs)]
+                if row is None:
+                    conn.execute(
+                        f"INSERT INTO products (id, {', '.join(chr(34) + c + chr(34) for c in columns)}) "
+                        f"VALUES (?, {', '.join('?' * len(columns))})",
+                        [pid, *tombstone],
+                    )
+                else:
+                    conn.execute(f"UPDATE products SET {assignments} WHERE rowid = ?", [*tombstone, row["rowid"]])
+                    conn.execute("DELETE FROM products_fts WHERE rowid = ?", (row["rowid"],))
+                outcome.status[pid] = "deleted"
+        return outcome
+
+    def record_errors(self, errors: list[ItemErrorRecord]) -> None:
+        if not errors:
+            return
+        conn = self._conn()
+        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        with self._transaction(conn, f"record {len(errors)} item errors"):
+            conn.executemany(
+                "INSERT INTO item_errors (at, item, product_id, version, reason, task_id) VALUES (?, ?, ?, ?, ?, ?)",
+                [(e.at or now, e.item, e.product_id, e.version, e.reason, e.task_id) for e in errors],
+            )
+
+    def list_errors(self, limit: int = 100) -> list[ItemErrorRecord]:
+        try:
+            rows = self._conn().execute(
+                "SELECT at, item, product_id, version, reason, task_id FROM item_errors ORDER BY n DESC LIMIT ?", (limit,)
+            ).fetchall()
+        except sqlite3.Error as exc:
+            raise _translate(exc, "list item errors") from exc
+        return [ItemErrorRecord(r["item"], r["reason"], r["product_id"], r["version"], r["task_id"], r["at"]) for r in rows]
+
+    def clear_errors(self) -> int:
+        conn = self._conn()
+        with self._transaction(conn, "clear item errors"):
+            return conn.execute("DELETE FROM item_errors").rowcount
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def _refresh(self) -> _VectorIndex:
+        conn = self._conn()
+        vec_cols = ", ".join(f'"{v.name}"' for v in self.layout.vector_fields)
+        with self._index_lock:
+            try:
+                rows = conn.execute(
+                    f"SELECT rowid, id, deleted, seq, {vec_cols} FROM products WHERE seq > ? ORDER BY seq",
+                    (self._index.seq,),
+                ).fetchall()
+            except sqlite3.Error as exc:
+                raise _translate(exc, "refresh vectors") from exc
+            if rows:
+                self._index.apply(rows)
+            return self._index
+
+    def _allowed_rowids(self, filters: list[Condition]) -> np.ndarray:
+        clause, params = to_sql(filters)
+        try:
+            rows = self._conn().execute(f"SELECT rowid FROM products WHERE deleted = 0 AND {clause}", params).fetchall()
+        except sqlite3.Error as exc:
+            raise _translate(exc, "apply filters") from exc
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+    def knn(self, field: str, vector: np.ndarray, *, k: int, num_candidates: int, filters: list[Condition]) -> RankedIds:
+        """Exact cosine kNN (``num_candidates`` is accepted for parity; exact search needs no candidates)."""
+        spec = self.layout.vector(field)
+        query = np.asarray(vector, dtype=np.float32)
+        if query.shape != (spec.dims,) or not np.all(np.isfinite(query)):
+            raise ValidationError(f"query vector for {field} must be {spec.dims} finite floats, got shape {query.shape}")
+        if k < 1 or num_candidates < k:
+            raise ValidationError(f"knn on {field}: need 1 <= k <= num_candidates, got k={k}, num_candidates={num_candidates}")
+        norm = float(np.linalg.norm(query))
+        if norm == 0:
+            return []
+        query = query / norm
+        index = self._refresh()
+        with self._index_lock:
+            n = index.size
+            mask = index.present[field][:n].copy()
+            matrix = index.matrix[field][:n]
+            rowids = index.rowids[:n]
+            ids = index.ids
+        if filters:
+            mask &= np.isin(rowids, self._allowed_rowids(filters))
+        candidates = np.flatnonzero(mask)
+        if candidates.size == 0:
+            return []
+        cosine = matrix[candidates] @ query
+        if candidates.size > k:
+            top = np.argpartition(-cosine, k - 1)[:k]
+            kth = cosine[top].min()
+            top = np.flatnonzero(cosine >= kth)  # keep ties at the cut so the id tiebreak is exact
+        else:
+            top = np.arange(candidates.size)
+        ranked = sorted(((-float(cosine[i]), ids[candidates[i]]) for i in top))[:k]
+        return [(doc_id, (1.0 - neg) / 2.0) for neg, doc_id in ranked]
+
+    def bm25(self, text: str, *, boosts: dict[str, float], filters: list[Condition], size: int) -> RankedIds:
+        """FTS5 BM25 over the text fields with per-field weights; filters applied before the cut."""
+        match = fts_match_expression(text)
+        if match is None or size < 1:
+            return []
+        weights = [float(boosts.get(t.name, t.boost)) for t in self.layout.text_fields]
+        clause, params = to_sql(filters)
+        sql = (
+            f"SELECT p.id AS id, -bm25(products_fts, {', '.join('?' * len(weights))}) AS score "
+            "FROM products_fts JOIN products AS p ON p.rowid = products_fts.rowid "
+            f"WHERE products_fts MATCH ? AND p.deleted = 0 AND {clause} ORDER BY score DESC, p.id LIMIT ?"
+        )
+        try:
+            rows = self._conn().execute(sql, [*weights, match, *params, size]).fetchall()
+        except sqlite3.Error as exc:
+            raise _translate(exc, "BM25 search") from exc
+        return [(r["id"], float(r["score"])) for r in rows]
+
+    def sources(self, ids: list[str]) -> dict[str, dict[str, Any]]:
+        if not ids:
+            return {}
+        rows = self._conn().execute(
+            f"SELECT id, source FROM products WHERE deleted = 0 AND id IN ({', '.join('?' * len(ids))})", ids
+        ).fetchall()
+        return {r["id"]: json.loads(r["source"]) for r in rows}
+
+    def versions(self) -> dict[str, tuple[int, bool]]:
+        """Every id with its version and whether it is deleted (for checks and tests)."""
+        rows = self._conn().execute("SELECT id, version, deleted FROM products").fetchall()
+        return {r["id"]: (r["version"], bool(r["deleted"])) for r in rows}
+
+    def count(self) -> int:
+        return int(self._conn().execute("SELECT COUNT(*) FROM products WHERE deleted = 0").fetchone()[0])

@@ -1,0 +1,1 @@
+"""The write path: a Celery queue of catalogue updates and the workers that embed and store them."""

@@ -1,0 +1,48 @@
+"""The Celery application: Redis broker, late acknowledgement, requeue on worker loss.
+
+Start a worker with ``hybrid-search worker`` or ``celery -A indexer.celery_app worker``.
+Reliability settings, and why:
+
+* ``task_acks_late`` + ``task_reject_on_worker_lost``: a message is acknowledged only
+  after its batch is written; if the process running it dies (``kill -9``, OOM), the
+  message goes back to the queue. Safe because writes are idempotent (versions).
+* ``visibility_timeout``: if the whole worker dies, Redis redelivers unacknowledged
+  messages after this many seconds; keep it above the longest batch.
+* ``worker_prefetch_multiplier = 1``: a worker holds one batch beyond the one it runs,
+  so a crash strands little and other workers get the rest.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from hybrid_core.config import Settings
+
+QUEUE = "catalogue-updates"
+TASK_NAME = "indexer.index_batch"
+
+
+def make_app(settings: Settings | None = None) -> Celery:
+    settings = settings or Settings.from_env()
+    app = Celery("es_hybrid_search", broker=settings.broker_url, backend=settings.backend_url, include=["indexer.tasks"])
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_acks_on_failure_or_timeout=True,
+        worker_prefetch_multiplier=1,
+        task_default_queue=QUEUE,
+        broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
+        result_backend_transport_options={"visibility_timeout": settings.visibility_timeout_s},
+        result_expires=24 * 3600,
+        broker_connection_retry_on_startup=True,
+        worker_send_task_events=False,
+        task_time_limit=max(settings.visibility_timeout_s - 5, 60),
+        task_soft_time_limit=max(settings.visibility_timeout_s - 30, 30),
+    )
+    return app
+
+
+app = make_app()

@@ -1,0 +1,212 @@
+"""One batch of catalogue updates: validate, load images, encode per model pass, write once.
+
+Independent of Celery so it can be called (and tested) directly; the task in
+``indexer.tasks`` is a thin wrapper that adds acknowledgement and retries.
+
+Per batch: each item is validated on its own (a bad one becomes an
+``ItemErrorRecord``, the others go on); the newest version of an id within the batch
+wins; ids the store already holds at a newer version are dropped before any
+encoding; inputs whose content hash is unchanged keep their stored vectors; every
+model runs one pass over the whole batch; the store gets one ``write`` call.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hybrid_core.errors import ItemError
+from hybrid_core.images import ImageLimits, load_image
+from hybrid_core.layout import FieldLayout
+from hybrid_core.products import Product, Update, image_hash, parse_update
+from hybrid_core.spaces import EmbeddingSpace
+from hybrid_core.stores.base import ExistingDoc, ItemErrorRecord, Store, StoredDoc
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class IndexingRuntime:
+    """What a worker process holds for its lifetime: the store and the (lazily loaded) models."""
+
+    store: Store
+    layout: FieldLayout
+    text_space: EmbeddingSpace
+    image_space: EmbeddingSpace | None
+    limits: ImageLimits = field(default_factory=ImageLimits)
+
+
+@dataclass
+class BatchReport:
+    """Counts per outcome, plus the bad items (also written to the store's error list)."""
+
+    written: int = 0
+    deleted: int = 0
+    stale: int = 0
+    reused_vectors: int = 0
+    errors: list[ItemErrorRecord] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "written": self.written,
+            "deleted": self.deleted,
+            "stale": self.stale,
+            "reused_vectors": self.reused_vectors,
+            "errors": len(self.errors),
+        }
+
+
+@dataclass
+class _Pending:
+    update: Update
+    text_hash: str
+    image_hash: str | None = None
+    images: list[Any] = field(default_factory=list)
+    previous: ExistingDoc | None = None
+    vectors: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def product(self) -> Product:
+        assert self.update.product is not None
+        return self.update.product
+
+    def reusable(self, name: str, current_hash: str | None, stored_hash: str | None) -> np.ndarray | None:
+        if self.previous is None or self.previous.deleted or current_hash != stored_hash:
+            return None
+        return self.previous.vectors.get(name)
+
+
+def _unit(vector: np.ndarray) -> np.ndarray:
+    norm = float(np.linalg.norm(vector))
+    return (vector / norm).astype(np.float32) if norm > 0 else vector.astype(np.float32)
+
+
+def process_batch(
+    items: list[dict[str, Any]],
+    runtime: IndexingRuntime,
+    *,
+    images_root: str | None = None,
+    title_field: str = "title",
+    task_id: str | None = None,
+) -> BatchReport:
+    """Index one batch; bad items are recorded, the rest is written in one store call."""
+    report = BatchReport()
+    layout, store = runtime.layout, runtime.store
+    text_space, image_space = runtime.text_space, runtime.image_space
+
+    def fail(where: str, reason: str, update: Update | None = None) -> None:
+        report.errors.append(
+            ItemErrorRecord(where, reason, update.id if update else None, update.version if update else None, task_id)
+        )
+
+    newest: dict[str, Update] = {}
+    for item in items:
+        try:
+            update = parse_update(item, layout, title_field=title_field)
+        except ItemError as exc:
+            fail(exc.item, exc.reason)
+            continue
+        kept = newest.get(update.id)
+        if kept is None or update.version >= kept.version:
+            newest[update.id] = update
+
+    existing = store.existing(list(newest))
+    model_ids = [text_space.model_id] + ([image_space.model_id] if image_space else [])
+    image_model_ids = [image_space.model_id] if image_space else []
+    pending: list[_Pending] = []
+    deletes: list[tuple[str, int]] = []
+    root = Path(images_root) if images_root else None
+    for update in newest.values():
+        previous = existing.get(update.id)
+        if previous is not None and previous.version > update.version:
+            report.stale += 1
+            continue
+        if update.op == "delete":
+            deletes.append((update.id, update.version))
+            continue
+        entry = _Pending(update, update.product.text_hash(model_ids), previous=previous)  # type: ignore[union-attr]
+        if image_space is not None and entry.product.images:
+            try:
+                loaded = [load_image(ref, root=root, limits=runtime.limits) for ref in entry.product.images]
+            except ValueError as exc:
+                fail(update.ref, str(exc), update)
+                continue
+            entry.images = [img.image for img in loaded]
+            entry.image_hash = image_hash([img.content for img in loaded], image_model_ids)
+        pending.append(entry)
+
+    _encode(pending, text_space, image_space, report)
+
+    docs = [
+        StoredDoc(
+            id=p.product.id,
+            version=p.product.version,
+            source=p.product.source(),
+            vectors=p.vectors,
+            spaces={name: (layout.vector(name).space, layout.vector(name).model_id) for name in p.vectors},
+            text_hash=p.text_hash,
+            image_hash=p.image_hash,
+        )
+        for p in pending
+    ]
+    outcome = store.write(docs, deletes)
+    report.written += outcome.count("written")
+    report.deleted += outcome.count("deleted")
+    report.stale += outcome.count("stale")
+    store.record_errors(report.errors)
+    return report
+
+
+def _encode(
+    pending: list[_Pending], text_space: EmbeddingSpace, image_space: EmbeddingSpace | None, report: BatchReport
+) -> None:
+    """Fill every pending product's vectors: reuse unchanged ones, one model pass for the rest."""
+    need_text: list[_Pending] = []
+    need_cross: list[_Pending] = []
+    need_image: list[_Pending] = []
+    for p in pending:
+        vector = p.reusable("text_vector", p.text_hash, p.previous.text_hash if p.previous else None)
+        if vector is not None:
+            p.vectors["text_vector"] = vector
+        else:
+            need_text.append(p)
+        if image_space is None:
+            continue
+        stored_image_hash = p.previous.image_hash if p.previous else None
+        image_vector = p.reusable("image_vector", p.image_hash, stored_image_hash) if p.images else None
+        if image_vector is not None:
+            p.vectors["image_vector"] = image_vector
+        elif p.images:
+            need_image.append(p)
+        product_vector = p.reusable("product_vector", p.text_hash, p.previous.text_hash if p.previous else None)
+        if product_vector is not None and p.image_hash == stored_image_hash:
+            p.vectors["product_vector"] = product_vector
+        else:
+            need_cross.append(p)
+    encoded = {id(p) for p in (*need_text, *need_image, *need_cross)}
+    report.reused_vectors += sum(1 for p in pending if id(p) not in encoded)
+
+    if need_text:
+        vectors = text_space.embed_texts([p.product.embedding_text for p in need_text])
+        for p, vector in zip(need_text, vectors):
+            p.vectors["text_vector"] = vector
+    if image_space is None:
+        return
+    if need_image:
+        flat = [img for p in need_image for img in p.images]
+        image_vectors = image_space.embed_images(flat)
+        start = 0
+        for p in need_image:
+            count = len(p.images)
+            p.vectors["image_vector"] = _unit(image_vectors[start : start + count].mean(axis=0))
+            start += count
+    if need_cross:
+        cross = image_space.embed_texts([p.product.embedding_text for p in need_cross])
+        for p, text_in_image_space in zip(need_cross, cross):
+            image_vector = p.vectors.get("image_vector")
+            combined = text_in_image_space if image_vector is None else text_in_image_space + image_vector
+            p.vectors["product_vector"] = _unit(combined)

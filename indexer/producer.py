@@ -1,0 +1,165 @@
+"""Producers: turn catalogue lines or product dicts into queued batches of updates.
+
+Producers do no validation beyond what they must (selecting lines with ``--where``):
+workers validate, so every bad item ends in the same listable error store whether
+it came from a file, a Python call or another producer.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from celery import Celery
+from celery.result import AsyncResult
+
+from indexer.celery_app import QUEUE, TASK_NAME
+
+
+class VersionClock:
+    """Strictly increasing versions in microseconds since the epoch (comparable with ``updated_at``)."""
+
+    def __init__(self) -> None:
+        self._last = 0
+        self._lock = threading.Lock()
+
+    def next(self) -> int:
+        with self._lock:
+            self._last = max(self._last + 1, time.time_ns() // 1000)
+            return self._last
+
+
+_CLOCK = VersionClock()
+
+
+def parse_where(conditions: Iterable[str]) -> dict[str, str]:
+    """``split=test`` style selectors (all must hold)."""
+    where: dict[str, str] = {}
+    for cond in conditions:
+        key, sep, value = cond.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"cannot read --where {cond!r}; write field=value")
+        where[key.strip()] = value.strip()
+    return where
+
+
+def catalogue_items(path: str | Path, where: dict[str, str] | None = None) -> Iterator[dict[str, Any]]:
+    """Queue items for the lines of a JSONL catalogue; lines that do not parse are passed on as raw text."""
+    path = Path(path)
+    where = where or {}
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            ref = f"{path.name}:{number}"
+            if not raw.strip():
+                continue
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                if not where:
+                    yield {"ref": ref, "error": f"not UTF-8 ({exc.reason} at byte {exc.start})"}
+                continue
+            try:
+                data = json.loads(line)
+            except json.JSONDecodeError:
+                if not where:
+                    yield {"ref": ref, "op": "upsert", "data": line}
+                continue
+            if where and not (isinstance(data, dict) and all(str(data.get(k)) == v for k, v in where.items())):
+                continue
+            op = data.get("op", "upsert") if isinstance(data, dict) else "upsert"
+            yield {"ref": ref, "op": op, "data": data}
+
+
+def batched(items: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+    batch: list[dict[str, Any]] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+@dataclass
+class Submitted:
+    """What was queued: one async result per batch and the number of items in each."""
+
+    results: list[AsyncResult] = field(default_factory=list)
+    sizes: list[int] = field(default_factory=list)
+
+    @property
+    def items(self) -> int:
+        return sum(self.sizes)
+
+
+def enqueue(
+    items: Iterable[dict[str, Any]],
+    *,
+    app: Celery,
+    batch_size: int = 128,
+    options: dict[str, Any] | None = None,
+    on_batch: Callable[[int], None] | None = None,
+) -> Submitted:
+    """Stamp a version on every item and send them in batches of ``batch_size``."""
+    submitted = Submitted()
+    for batch in batched(items, batch_size):
+        for item in batch:
+            item.setdefault("version", _CLOCK.next())
+        result = app.send_task(TASK_NAME, args=[batch, options or {}], queue=QUEUE)
+        submitted.results.append(result)
+        submitted.sizes.append(len(batch))
+        if on_batch:
+            on_batch(len(batch))
+    return submitted
+
+
+def enqueue_upserts(products: Iterable[dict[str, Any]], *, app: Celery, batch_size: int = 128, **options: Any) -> Submitted:
+    """Queue product dicts (each with an ``id``; ``version`` or ``updated_at`` optional)."""
+    items = ({"ref": f"product {p.get('id')}", "op": "upsert", "data": p} for p in products)
+    return enqueue(items, app=app, batch_size=batch_size, options=options)
+
+
+def enqueue_deletes(ids: Iterable[str], *, app: Celery, batch_size: int = 128) -> Submitted:
+    """Queue deletes; each gets a version newer than anything queued before it."""
+    items = ({"ref": f"delete {pid}", "op": "delete", "data": {"id": pid}} for pid in ids)
+    return enqueue(items, app=app, batch_size=batch_size)
+
+
+def wait(
+    submitted: Submitted,
+    *,
+    timeout_s: float | None = None,
+    on_done: Callable[[int, dict[str, Any] | None, BaseException | None], None] | None = None,
+    poll_s: float = 0.25,
+) -> dict[str, int]:
+    """Wait for every batch; totals of the workers' reports (``failed_batches`` counts batches that raised)."""
+    totals = {"written": 0, "deleted": 0, "stale": 0, "reused_vectors": 0, "errors": 0, "failed_batches": 0}
+    pending = dict(enumerate(submitted.results))
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    while pending:
+        for index, result in list(pending.items()):
+            if not result.ready():
+                continue
+            del pending[index]
+            if result.successful():
+                report = result.result or {}
+                for key in ("written", "deleted", "stale", "reused_vectors", "errors"):
+                    totals[key] += int(report.get(key, 0))
+                if on_done:
+                    on_done(submitted.sizes[index], report, None)
+            else:
+                totals["failed_batches"] += 1
+                if on_done:
+                    on_done(submitted.sizes[index], None, result.result)
+            result.forget()
+        if pending:
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"{len(pending)} of {len(submitted.results)} batches still running after {timeout_s} s")
+            time.sleep(poll_s)
+    return totals

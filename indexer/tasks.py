@@ -1,0 +1,76 @@
+"""The catalogue-update task: plain JSON in, a small JSON report out.
+
+Only transient store errors are retried (with exponential backoff and jitter, a
+bounded number of times); a bad item is recorded by ``process_batch`` and never
+retried. The task is idempotent: every product goes to its own id at its own
+version, so a redelivered or retried batch rewrites the same values, and an older
+version is refused by the store.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import lru_cache
+from typing import Any
+
+from celery.signals import worker_process_init
+
+from hybrid_core.config import Settings
+from hybrid_core.errors import TransientStoreError
+from hybrid_core.images import ImageLimits
+from indexer.celery_app import TASK_NAME, app
+from indexer.pipeline import IndexingRuntime, process_batch
+
+log = logging.getLogger(__name__)
+
+
+@lru_cache(maxsize=1)
+def runtime() -> IndexingRuntime:
+    """The worker process's store and models, built once per process."""
+    settings = Settings.from_env()
+    text, image = settings.embedding_spaces()
+    return IndexingRuntime(
+        store=settings.open_store(),
+        layout=settings.layout(),
+        text_space=text,
+        image_space=image,
+        limits=ImageLimits(max_bytes=settings.image_max_bytes, timeout_s=settings.image_timeout_s),
+    )
+
+
+@worker_process_init.connect
+def _warm_up(**_: Any) -> None:
+    """Load models when the pool process starts, not inside the first batch."""
+    try:
+        rt = runtime()
+        rt.text_space.load()
+        if rt.image_space is not None:
+            rt.image_space.load()
+    except Exception:  # the first task will raise the same error where it is reported
+        log.exception("could not load the models at worker start")
+
+
+@app.task(
+    bind=True,
+    name=TASK_NAME,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=(TransientStoreError,),
+    retry_backoff=2,
+    retry_backoff_max=120,
+    retry_jitter=True,
+    max_retries=8,
+)
+def index_batch(self, items: list[dict[str, Any]], options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Validate, embed and write one batch of updates; returns the counts per outcome."""
+    options = options or {}
+    report = process_batch(
+        items,
+        runtime(),
+        images_root=options.get("images_root"),
+        title_field=options.get("title_field", "title"),
+        task_id=self.request.id,
+    )
+    for error in report.errors:
+        log.warning("bad item %s: %s", error.item, error.reason)
+    return report.to_dict()

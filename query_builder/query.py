@@ -1,0 +1,135 @@
+"""The hybrid query and its fusion settings: plain dataclasses, validated before any store call."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from hybrid_core.errors import ValidationError
+from query_builder.fusion import FUSIONS, NORMALIZERS
+
+LEG_NAMES = ("bm25", "text", "cross", "image", "product")
+LEG_HELP = {
+    "bm25": "BM25 over the text fields",
+    "text": "query text -> text space -> text_vector",
+    "cross": "query text -> image space -> image_vector",
+    "image": "query image -> image space -> image_vector",
+    "product": "query (text, image or both averaged) in the image space -> product_vector",
+}
+MAX_WINDOW = 10_000  # Elasticsearch's index.max_result_window and knn num_candidates cap
+MAX_QUERY_CHARS = 2_000
+
+
+def _check_weights(weights: Mapping[str, Any]) -> None:
+    for name, weight in weights.items():
+        if name not in LEG_NAMES:
+            raise ValidationError(f"unknown leg {name!r} in weights; legs are {list(LEG_NAMES)}")
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight < 0:
+            raise ValidationError(f"weight of {name} must be a finite number >= 0, got {weight!r}")
+
+
+@dataclass
+class FusionConfig:
+    """How legs are combined: ``rrf`` (rank_constant) or ``linear`` (normalizer), per-leg weights, one window."""
+
+    method: str = "rrf"
+    weights: dict[str, float] = field(default_factory=dict)
+    rank_constant: int = 60
+    rank_window_size: int = 100
+    normalizer: str = "minmax"
+
+    def __post_init__(self) -> None:
+        if self.method not in FUSIONS:
+            raise ValidationError(f"unknown fusion {self.method!r}; choose one of {sorted(FUSIONS)}")
+        if self.normalizer not in NORMALIZERS:
+            raise ValidationError(f"unknown normalizer {self.normalizer!r}; choose one of {sorted(NORMALIZERS)}")
+        _check_weights(self.weights)
+        if isinstance(self.rank_constant, bool) or not isinstance(self.rank_constant, int) or self.rank_constant < 1:
+            raise ValidationError(f"rank_constant must be an integer >= 1, got {self.rank_constant!r}")
+        window = self.rank_window_size
+        if isinstance(window, bool) or not isinstance(window, int) or not 1 <= window <= MAX_WINDOW:
+            raise ValidationError(f"rank_window_size must be an integer in 1..{MAX_WINDOW}, got {window!r}")
+
+    def weight(self, leg: str) -> float:
+        return float(self.weights.get(leg, 1.0))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FusionConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValidationError(f"fusion config has unknown keys {unknown}; valid keys are {sorted(known)}")
+        return cls(**dict(data))
+
+
+@dataclass
+class HybridQuery:
+    """Text and/or an image, filters, a page (``size`` from ``offset``), and the fusion to use.
+
+    ``legs`` restricts which legs may run (default: every leg that applies);
+    ``boosts`` overrides the per-field BM25 weights; ``num_candidates`` is the kNN
+    candidate pool (default ``2 * rank_window_size``, capped at 10,000).
+    """
+
+    text: str | None = None
+    image: Any = None  # a path, bytes or a PIL image
+    filters: dict[str, Any] = field(default_factory=dict)
+    size: int = 10
+    offset: int = 0
+    fusion: FusionConfig = field(default_factory=FusionConfig)
+    legs: tuple[str, ...] | None = None
+    boosts: dict[str, float] = field(default_factory=dict)
+    num_candidates: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.text is not None and not isinstance(self.text, str):
+            raise ValidationError(f"text must be a string, got {type(self.text).__name__}")
+        text = (self.text or "").strip()
+        if len(text) > MAX_QUERY_CHARS:
+            raise ValidationError(f"query text has {len(text)} characters, the limit is {MAX_QUERY_CHARS}")
+        self.text = text or None
+        if isinstance(self.image, str):
+            self.image = Path(self.image)
+        if self.text is None and self.image is None:
+            raise ValidationError("a query needs text, an image, or both")
+        for name, value in (("size", self.size), ("offset", self.offset)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValidationError(f"{name} must be an integer, got {value!r}")
+        if self.size < 1:
+            raise ValidationError(f"size must be >= 1, got {self.size}")
+        if self.offset < 0:
+            raise ValidationError(f"offset must be >= 0, got {self.offset}")
+        window = self.fusion.rank_window_size
+        if self.offset + self.size > window:
+            raise ValidationError(
+                f"offset + size = {self.offset + self.size} is beyond the fusion window ({window}); "
+                "raise rank_window_size or page within it"
+            )
+        if self.legs is not None:
+            self.legs = tuple(self.legs)
+            unknown = [leg for leg in self.legs if leg not in LEG_NAMES]
+            if unknown or not self.legs:
+                raise ValidationError(f"unknown legs {unknown}; legs are {list(LEG_NAMES)}")
+        for name, boost in self.boosts.items():
+            if isinstance(boost, bool) or not isinstance(boost, (int, float)) or not math.isfinite(boost) or boost < 0:
+                raise ValidationError(f"boost of {name} must be a finite number >= 0, got {boost!r}")
+        if self.num_candidates is not None:
+            if not isinstance(self.num_candidates, int) or not window <= self.num_candidates <= MAX_WINDOW:
+                raise ValidationError(
+                    f"num_candidates must be an integer in {window}..{MAX_WINDOW} (at least the window), got {self.num_candidates!r}"
+                )
+
+    @property
+    def k(self) -> int:
+        """Hits each kNN leg returns: the fusion window."""
+        return self.fusion.rank_window_size
+
+    @property
+    def candidates(self) -> int:
+        return self.num_candidates or min(MAX_WINDOW, max(2 * self.k, 100))

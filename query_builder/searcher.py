@@ -1,0 +1,204 @@
+"""Hybrid search against a store: encode the query once, run each leg, fuse, explain.
+
+The legs (see ``query.LEG_HELP``) are planned from what the query has and what the
+layout holds: a leg that does not apply (no image, no image space) is skipped, not
+run empty. Each leg returns its ``rank_window_size`` best documents with the
+filters applied inside the leg; the fusion functions in ``query_builder.fusion``
+combine them; every hit reports its fused score and, per leg, rank and raw score.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hybrid_core.errors import ValidationError
+from hybrid_core.filters import Condition, parse_filters
+from hybrid_core.images import ImageLimits, decode_image, load_image
+from hybrid_core.layout import FieldLayout
+from hybrid_core.results import Hit, LegScore, SearchResult
+from hybrid_core.spaces import EmbeddingSpace
+from hybrid_core.stores.base import RankedIds, Store
+from query_builder.fusion import linear, rrf
+from query_builder.query import HybridQuery
+
+
+@dataclass
+class QueryVectors:
+    """The query in every space it can be put in (``None`` where it cannot)."""
+
+    text: np.ndarray | None = None  # query text in the text space
+    cross: np.ndarray | None = None  # query text in the image space
+    image: np.ndarray | None = None  # query image in the image space
+    combined: np.ndarray | None = None  # normalized mean of cross and image
+
+
+@dataclass(frozen=True)
+class LegPlan:
+    """One leg to run: BM25 (``field`` None) or kNN over ``field`` with ``vector``."""
+
+    name: str
+    field: str | None = None
+    vector: np.ndarray | None = None
+
+
+def _unit(vector: np.ndarray) -> np.ndarray:
+    norm = float(np.linalg.norm(vector))
+    return vector / norm if norm > 0 else vector
+
+
+class HybridSearcher:
+    """``search(HybridQuery) -> SearchResult``. Store and models are injected; construction does no I/O."""
+
+    def __init__(
+        self,
+        store: Store,
+        layout: FieldLayout,
+        text_space: EmbeddingSpace,
+        image_space: EmbeddingSpace | None = None,
+        *,
+        image_limits: ImageLimits | None = None,
+    ) -> None:
+        self.store = store
+        self.layout = layout
+        self.text_space = text_space
+        self.image_space = image_space
+        self.image_limits = image_limits or ImageLimits()
+
+    # -- encoding --------------------------------------------------------------------------
+
+    def _query_image(self, image: Any):
+        if isinstance(image, Path):
+            return load_image(str(image), root=None, limits=self.image_limits).image
+        if isinstance(image, (bytes, bytearray)):
+            return decode_image(bytes(image), "query image", self.image_limits)
+        if hasattr(image, "convert"):
+            return image.convert("RGB")
+        raise ValidationError(f"query image must be a path, bytes or a PIL image, got {type(image).__name__}")
+
+    def encode(self, query: HybridQuery, wanted: set[str]) -> QueryVectors:
+        """Encode only what the wanted legs need."""
+        vectors = QueryVectors()
+        if query.text and "text" in wanted:
+            vectors.text = self.text_space.embed_query(query.text)
+        if self.image_space is None:
+            return vectors
+        if query.text and wanted & {"cross", "product"}:
+            vectors.cross = self.image_space.embed_query(query.text)
+        if query.image is not None and wanted & {"image", "product"}:
+            try:
+                picture = self._query_image(query.image)
+            except ValueError as exc:
+                raise ValidationError(f"query image: {exc}") from None
+            vectors.image = self.image_space.embed_images([picture])[0]
+        if vectors.cross is not None and vectors.image is not None:
+            vectors.combined = _unit(vectors.cross + vectors.image)
+        return vectors
+
+    # -- planning --------------------------------------------------------------------------
+
+    def applicable_legs(self, query: HybridQuery) -> list[str]:
+        """Legs that can run for this query on this layout, in canonical order."""
+        has_image_space = self.image_space is not None and self.layout.has_vector("image_vector")
+        legs = []
+        if query.text:
+            legs += ["bm25", "text"]
+            if has_image_space:
+                legs.append("cross")
+        if query.image is not None:
+            if self.image_space is None:
+                raise ValidationError("this configuration has no image space, so image queries cannot run")
+            legs.append("image")
+        if has_image_space and self.layout.has_vector("product_vector"):
+            legs.append("product")
+        if query.legs is not None:
+            legs = [leg for leg in legs if leg in query.legs]
+            if not legs:
+                raise ValidationError(f"none of the requested legs {list(query.legs)} applies to this query")
+        return legs
+
+    def plan(self, query: HybridQuery, vectors: QueryVectors, legs: list[str]) -> list[LegPlan]:
+        plans = []
+        for leg in legs:
+            if leg == "bm25":
+                plans.append(LegPlan("bm25"))
+            elif leg == "text":
+                plans.append(LegPlan("text", "text_vector", vectors.text))
+            elif leg == "cross":
+                plans.append(LegPlan("cross", "image_vector", vectors.cross))
+            elif leg == "image":
+                plans.append(LegPlan("image", "image_vector", vectors.image))
+            elif leg == "product":
+                vector = next(v for v in (vectors.combined, vectors.cross, vectors.image) if v is not None)
+                plans.append(LegPlan("product", "product_vector", vector))
+        return plans
+
+    # -- running ---------------------------------------------------------------------------
+
+    def run_leg(self, plan: LegPlan, query: HybridQuery, filters: list[Condition]) -> RankedIds:
+        if plan.field is None:
+            assert query.text is not None
+            return self.store.bm25(query.text, boosts=query.boosts, filters=filters, size=query.k)
+        assert plan.vector is not None
+        return self.store.knn(plan.field, plan.vector, k=query.k, num_candidates=query.candidates, filters=filters)
+
+    def search(self, query: HybridQuery) -> SearchResult:
+        """Run every applicable leg, fuse them, and return one explained page of hits."""
+        filters = parse_filters(query.filters, self.layout)
+        unknown_boosts = sorted(set(query.boosts) - {t.name for t in self.layout.text_fields})
+        if unknown_boosts:
+            raise ValidationError(
+                f"boosts name unknown text fields {unknown_boosts}; text fields are {[t.name for t in self.layout.text_fields]}"
+            )
+        legs = self.applicable_legs(query)
+        t0 = time.perf_counter()
+        vectors = self.encode(query, set(legs))
+        t1 = time.perf_counter()
+        results = {plan.name: self.run_leg(plan, query, filters) for plan in self.plan(query, vectors, legs)}
+        t2 = time.perf_counter()
+        fused = self.fuse(results, query)
+        page = fused[query.offset : query.offset + query.size]
+        sources = self.store.sources([doc_id for doc_id, _ in page])
+        t3 = time.perf_counter()
+        hits = explain(page, results, start_rank=query.offset + 1, sources=sources)
+        return SearchResult(
+            hits=hits,
+            legs={name: len(ranked) for name, ranked in results.items()},
+            fusion=query.fusion.to_dict(),
+            took_ms={"encode": 1000 * (t1 - t0), "legs": 1000 * (t2 - t1), "fuse_and_fetch": 1000 * (t3 - t2)},
+        )
+
+    @staticmethod
+    def fuse(results: dict[str, RankedIds], query: HybridQuery) -> list[tuple[str, float]]:
+        fusion = query.fusion
+        weights = {name: fusion.weight(name) for name in results}
+        if fusion.method == "rrf":
+            return rrf(results, weights=weights, rank_constant=fusion.rank_constant, rank_window_size=fusion.rank_window_size)
+        return linear(results, weights=weights, normalizer=fusion.normalizer, rank_window_size=fusion.rank_window_size)
+
+
+def explain(
+    page: list[tuple[str, float]],
+    legs: dict[str, RankedIds],
+    *,
+    start_rank: int = 1,
+    sources: dict[str, dict[str, Any]] | None = None,
+) -> list[Hit]:
+    """Hits with, for each leg that returned the document, its 1-based rank and raw score."""
+    positions = {
+        name: {doc_id: (rank, score) for rank, (doc_id, score) in enumerate(ranked, start=1)}
+        for name, ranked in legs.items()
+    }
+    hits = []
+    for offset, (doc_id, score) in enumerate(page):
+        per_leg = {}
+        for name, found in positions.items():
+            if doc_id in found:
+                rank, raw = found[doc_id]
+                per_leg[name] = LegScore(rank, float(raw))
+        hits.append(Hit(doc_id, float(score), start_rank + offset, per_leg, (sources or {}).get(doc_id, {})))
+    return hits
