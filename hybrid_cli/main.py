@@ -142,10 +142,11 @@ def index(ctx, catalogue, images_root, where, title_field, batch_size, wait, tim
 @click.pass_context
 def worker(ctx, concurrency, pool, loglevel, hostname) -> None:
     """Run a Celery worker on the catalogue-update queue (same as `celery -A indexer.celery_app worker`)."""
-    from indexer.celery_app import QUEUE, make_app
+    from indexer.celery_app import make_app
 
-    app = make_app(_settings(ctx))
-    argv = ["worker", "--loglevel", loglevel, "--concurrency", str(concurrency), "--pool", pool, "-Q", QUEUE]
+    settings = _settings(ctx)
+    app = make_app(settings)
+    argv = ["worker", "--loglevel", loglevel, "--concurrency", str(concurrency), "--pool", pool, "-Q", settings.queue]
     argv += ["--hostname", hostname or "hybrid-search@%h"]
     app.worker_main(argv)
 

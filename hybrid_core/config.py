@@ -36,6 +36,7 @@ class Settings:
     store: str = "embedded"
     store_path: str = field(default_factory=default_store_path)
     broker_url: str = DEFAULT_BROKER
+    queue: str = "catalogue-updates"
     result_backend: str | None = None  # defaults to the broker
     visibility_timeout_s: int = 600
     batch_size: int = 128
@@ -104,6 +105,7 @@ class Settings:
             ("store", str),
             ("store_path", str),
             ("broker_url", str),
+            ("queue", str),
             ("result_backend", str),
             ("visibility_timeout_s", int),
             ("batch_size", int),

@@ -86,8 +86,10 @@ def decode_image(content: bytes, ref: str, limits: ImageLimits) -> Image.Image:
                 return probe.convert("RGB")
     except ValueError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ValueError(f"image {ref} is not a readable image ({exc.__class__.__name__})") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ValueError(f"image {ref} has too many pixels (decompression bomb): {exc}") from None
+    except UnidentifiedImageError:
+        raise ValueError(f"image {ref} is not a readable image") from None
     except (OSError, SyntaxError, EOFError) as exc:
         raise ValueError(f"image {ref} is corrupt or truncated ({exc})") from None
 

@@ -18,7 +18,6 @@ from celery import Celery
 
 from hybrid_core.config import Settings
 
-QUEUE = "catalogue-updates"
 TASK_NAME = "indexer.index_batch"
 
 
@@ -33,7 +32,7 @@ def make_app(settings: Settings | None = None) -> Celery:
         task_reject_on_worker_lost=True,
         task_acks_on_failure_or_timeout=True,
         worker_prefetch_multiplier=1,
-        task_default_queue=QUEUE,
+        task_default_queue=settings.queue,
         broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
         result_backend_transport_options={"visibility_timeout": settings.visibility_timeout_s},
         result_expires=24 * 3600,

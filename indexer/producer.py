@@ -18,7 +18,7 @@ from typing import Any
 from celery import Celery
 from celery.result import AsyncResult
 
-from indexer.celery_app import QUEUE, TASK_NAME
+from indexer.celery_app import TASK_NAME
 
 
 class VersionClock:
@@ -111,7 +111,7 @@ def enqueue(
     for batch in batched(items, batch_size):
         for item in batch:
             item.setdefault("version", _CLOCK.next())
-        result = app.send_task(TASK_NAME, args=[batch, options or {}], queue=QUEUE)
+        result = app.send_task(TASK_NAME, args=[batch, options or {}], queue=app.conf.task_default_queue)
         submitted.results.append(result)
         submitted.sizes.append(len(batch))
         if on_batch:

@@ -1,0 +1,83 @@
+"""Image loading limits and filter parsing/rendering."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from PIL import Image
+
+from hybrid_core.errors import FilterError
+from hybrid_core.filters import parse_filter_args, parse_filters, to_es, to_sql
+from hybrid_core.images import ImageLimits, decode_image, load_image
+
+
+def jpeg_bytes(size=(60, 80), colour=(200, 10, 10)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, colour).save(buf, "JPEG")
+    return buf.getvalue()
+
+
+def test_local_image_under_root(tmp_path):
+    (tmp_path / "img").mkdir()
+    (tmp_path / "img" / "a.jpg").write_bytes(jpeg_bytes())
+    loaded = load_image("img/a.jpg", root=tmp_path)
+    assert loaded.image.size == (60, 80) and loaded.image.mode == "RGB"
+
+
+def test_image_problems_are_clear(tmp_path):
+    good = jpeg_bytes()
+    (tmp_path / "trunc.jpg").write_bytes(good[: len(good) // 2])
+    (tmp_path / "junk.jpg").write_bytes(b"not an image at all")
+    (tmp_path / "big.jpg").write_bytes(good)
+    outside = tmp_path.parent / "outside.jpg"
+    outside.write_bytes(good)
+    root = tmp_path
+    with pytest.raises(ValueError, match="corrupt or truncated"):
+        load_image("trunc.jpg", root=root)
+    with pytest.raises(ValueError, match="not a readable image"):
+        load_image("junk.jpg", root=root)
+    with pytest.raises(ValueError, match="not found"):
+        load_image("missing.jpg", root=root)
+    with pytest.raises(ValueError, match="outside the images root"):
+        load_image("../outside.jpg", root=root)
+    with pytest.raises(ValueError, match="the limit is 100"):
+        load_image("big.jpg", root=root, limits=ImageLimits(max_bytes=100))
+    with pytest.raises(ValueError, match="scheme 'file' is not allowed"):
+        load_image(f"file://{outside}", root=root)
+
+
+def test_decompression_bomb_is_refused():
+    buf = io.BytesIO()
+    Image.new("1", (12_000, 12_000)).save(buf, "PNG")  # 144 Mpx in a few kB
+    with pytest.raises(ValueError, match="too many pixels \\(decompression bomb\\)"):
+        decode_image(buf.getvalue(), "bomb.png", ImageLimits())
+
+
+def test_unsupported_format_is_refused():
+    buf = io.BytesIO()
+    Image.new("RGB", (4, 4)).save(buf, "ICO")
+    with pytest.raises(ValueError, match="format ICO is not supported"):
+        decode_image(buf.getvalue(), "x.ico", ImageLimits())
+
+
+def test_filters_parse_render_and_refuse(layout):
+    spec = parse_filter_args(["colour=Red,Blue", "gender=Men", "price>=10", "price<50"])
+    assert spec == {"colour": ["Red", "Blue"], "gender": "Men", "price": {"gte": "10", "lt": "50"}}
+    conditions = parse_filters(spec, layout)
+    clause, params = to_sql(conditions)
+    assert clause == '"colour" IN (?, ?) AND "gender" IN (?) AND "price" >= ? AND "price" < ?'
+    assert params == ["Red", "Blue", "Men", 10.0, 50.0]
+    assert to_es(conditions) == [
+        {"terms": {"colour": ["Red", "Blue"]}},
+        {"term": {"gender": "Men"}},
+        {"range": {"price": {"gte": 10.0, "lt": 50.0}}},
+    ]
+    with pytest.raises(FilterError, match="cannot filter on 'split'; filterable fields are"):
+        parse_filters({"split": "test"}, layout)
+    with pytest.raises(FilterError, match="colour is a keyword field"):
+        parse_filters({"colour": {"gte": 1}}, layout)
+    with pytest.raises(FilterError, match="'cheap' is not a number"):
+        parse_filters({"price": {"gte": "cheap"}}, layout)
+    with pytest.raises(FilterError, match="cannot read filter"):
+        parse_filter_args(["colour"])
