@@ -1,0 +1,197 @@
+"""The batch pipeline and the hybrid searcher, in-process (the queue is tested in test_queue.py).
+
+Models: the packaged MiniLM (real) and a random tiny CLIP (mechanics only). Assertions
+on retrieval quality use BM25 and the MiniLM text leg, never the random image space.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hybrid_core.errors import FilterError, ValidationError
+from hybrid_core.images import ImageLimits
+from indexer.pipeline import IndexingRuntime, process_batch
+from query_builder.fusion import linear, rrf
+from query_builder.query import FusionConfig, HybridQuery
+from query_builder.searcher import HybridSearcher
+
+
+class CountingSpace:
+    """Wraps a real space and counts how many inputs each encoder saw."""
+
+    def __init__(self, space):
+        self.space = space
+        self.texts = 0
+        self.images = 0
+
+    def __getattr__(self, name):
+        return getattr(self.space, name)
+
+    def embed_texts(self, texts):
+        self.texts += len(texts)
+        return self.space.embed_texts(texts)
+
+    def embed_images(self, images):
+        self.images += len(images)
+        return self.space.embed_images(images)
+
+
+@pytest.fixture
+def runtime(store, layout, text_space, image_space):
+    return IndexingRuntime(store, layout, CountingSpace(text_space), CountingSpace(image_space), ImageLimits())
+
+
+def catalogue_items(path: Path, version: int = 1):
+    return [
+        {"ref": f"{path.name}:{n}", "op": "upsert", "version": version, "data": json.loads(line)}
+        for n, line in enumerate(path.read_text().splitlines(), start=1)
+    ]
+
+
+def test_batch_indexes_good_items_and_records_bad_ones(runtime, store, sample_catalogue):
+    items = catalogue_items(sample_catalogue)[:10]
+    items.append({"ref": "bad:1", "op": "upsert", "version": 1, "data": '{"id": "x1", "title": '})
+    items.append({"ref": "bad:2", "op": "upsert", "version": 1, "data": {"id": "x2"}})
+    items.append({"ref": "bad:3", "op": "upsert", "version": 1, "data": {"id": "x3", "title": "t", "image": "images/none.png"}})
+    report = process_batch(items, runtime, images_root=str(sample_catalogue.parent), task_id="t-1")
+    assert (report.written, len(report.errors)) == (10, 3)
+    assert store.count() == 10
+    listed = {e.item: e for e in store.list_errors()}
+    assert "invalid JSON" in listed["bad:1"].reason
+    assert listed["bad:2 (id x2)"].reason == "missing title"
+    assert "images/none.png not found" in listed["bad:3 (id x3)"].reason and listed["bad:3 (id x3)"].product_id == "x3"
+    assert all(e.task_id == "t-1" for e in listed.values())
+    # one model pass each: 10 texts in the text space, 10 in the image space, 10 images
+    assert (runtime.text_space.texts, runtime.image_space.texts, runtime.image_space.images) == (10, 10, 10)
+
+
+def test_unchanged_inputs_keep_their_vectors_without_encoding(runtime, store, sample_catalogue):
+    root = str(sample_catalogue.parent)
+    items = catalogue_items(sample_catalogue)[:6]
+    process_batch(items, runtime, images_root=root)
+    before = store.existing([i["data"]["id"] for i in items])
+    counts = (runtime.text_space.texts, runtime.image_space.texts, runtime.image_space.images)
+
+    again = catalogue_items(sample_catalogue, version=2)[:6]
+    again[0]["data"]["price"] = 1.0  # not an embedding input
+    report = process_batch(again, runtime, images_root=root)
+    assert report.written == 6 and report.reused_vectors == 6
+    assert (runtime.text_space.texts, runtime.image_space.texts, runtime.image_space.images) == counts
+    after = store.existing([i["data"]["id"] for i in items])
+    for pid in before:
+        assert after[pid].version == 2
+        for name, vec in before[pid].vectors.items():
+            np.testing.assert_array_equal(vec, after[pid].vectors[name])
+
+    changed = catalogue_items(sample_catalogue, version=3)[:1]
+    changed[0]["data"]["title"] = "A completely new title"
+    report = process_batch(changed, runtime, images_root=root)
+    assert report.reused_vectors == 0
+    # text changed: both text encoders ran once, the image was not re-encoded
+    assert runtime.text_space.texts == counts[0] + 1 and runtime.image_space.texts == counts[1] + 1
+    assert runtime.image_space.images == counts[2]
+
+
+def test_newest_version_in_a_batch_wins_and_stale_items_are_not_encoded(runtime, store, layout):
+    items = [
+        {"ref": "a", "version": 3, "data": {"id": "p", "title": "third"}},
+        {"ref": "b", "version": 5, "data": {"id": "p", "title": "fifth"}},
+        {"ref": "c", "version": 4, "data": {"id": "p", "title": "fourth"}},
+    ]
+    process_batch(items, runtime)
+    assert store.sources(["p"])["p"]["title"] == "fifth"
+    texts = runtime.text_space.texts
+    report = process_batch([{"ref": "d", "version": 4, "data": {"id": "p", "title": "late"}}], runtime)
+    assert report.stale == 1 and runtime.text_space.texts == texts
+    assert store.sources(["p"])["p"]["title"] == "fifth"
+
+
+def test_product_vector_is_the_normalized_mean_of_text_and_image(runtime, store, image_space, sample_catalogue):
+    item = catalogue_items(sample_catalogue)[0]
+    process_batch([item], runtime, images_root=str(sample_catalogue.parent))
+    doc = store.existing([item["data"]["id"]])[item["data"]["id"]]
+    text = item["data"]["title"] + ". " + item["data"]["description"]
+    expected = image_space.embed_texts([text])[0] + doc.vectors["image_vector"]
+    expected /= np.linalg.norm(expected)
+    np.testing.assert_allclose(doc.vectors["product_vector"], expected, atol=1e-5)
+    assert doc.vectors["text_vector"].shape == (384,) and doc.vectors["image_vector"].shape == (64,)
+
+
+@pytest.fixture
+def indexed(runtime, store, sample_catalogue):
+    process_batch(catalogue_items(sample_catalogue), runtime, images_root=str(sample_catalogue.parent))
+    return store
+
+
+@pytest.fixture
+def searcher(indexed, layout, text_space, image_space):
+    return HybridSearcher(indexed, layout, text_space, image_space)
+
+
+def test_text_query_runs_every_text_leg_and_explains_hits(searcher):
+    query = HybridQuery(text="red kurta", size=5)
+    result = searcher.search(query)
+    assert list(result.legs) == ["bm25", "text", "cross", "product"]
+    assert len(result.hits) == 5
+    # quality only from the real (MiniLM, BM25) legs: the random CLIP legs are noise
+    top = searcher.search(HybridQuery(text="green kurta", size=1, legs=("bm25", "text"))).hits[0]
+    assert "Green Kurta" in top.source["title"]
+    # the explanation is exactly what each leg returned
+    legs = {p.name: searcher.run_leg(p, query, []) for p in searcher.plan(query, searcher.encode(query, set(result.legs)), list(result.legs))}
+    for hit in result.hits:
+        for name, found in hit.legs.items():
+            assert legs[name][found.rank - 1] == (hit.id, pytest.approx(found.score))
+        assert hit.score == pytest.approx(dict(rrf(legs, rank_window_size=100))[hit.id])
+
+
+def test_image_and_text_image_queries(searcher, sample_catalogue):
+    image = sample_catalogue.parent / "images" / "S001.png"
+    only_image = searcher.search(HybridQuery(image=str(image), size=3))
+    assert list(only_image.legs) == ["image", "product"]
+    own = searcher.search(HybridQuery(image=str(image), size=1, legs=("image",))).hits[0]
+    assert own.id == "S001" and own.legs["image"].score == pytest.approx(1.0, abs=1e-5)  # its own photo: cosine 1
+    both = searcher.search(HybridQuery(text="red", image=image, size=3))
+    assert list(both.legs) == ["bm25", "text", "cross", "image", "product"]
+
+
+def test_linear_fusion_and_weights(searcher):
+    query = HybridQuery(text="blue jeans", fusion=FusionConfig(method="linear", normalizer="minmax", weights={"cross": 0, "product": 0}))
+    result = searcher.search(query)
+    legs = {p.name: searcher.run_leg(p, query, []) for p in searcher.plan(query, searcher.encode(query, set(result.legs)), list(result.legs))}
+    expected = linear(legs, weights={"bm25": 1, "text": 1, "cross": 0, "product": 0}, rank_window_size=100)[:10]
+    assert [(h.id, pytest.approx(h.score)) for h in result.hits] == expected
+
+
+def test_filters_and_pagination(searcher):
+    result = searcher.search(HybridQuery(text="shirt", filters={"colour": ["Green"], "price": {"lte": 1000}}, size=20))
+    assert result.hits and all(h.source["colour"] == "Green" for h in result.hits)
+    first = searcher.search(HybridQuery(text="watch", size=4))
+    second = searcher.search(HybridQuery(text="watch", size=4, offset=4))
+    assert [h.rank for h in second.hits] == [5, 6, 7, 8]
+    assert not {h.id for h in first.hits} & {h.id for h in second.hits}
+
+
+def test_only_requested_legs_run(searcher):
+    result = searcher.search(HybridQuery(text="watch", legs=("bm25",)))
+    assert list(result.legs) == ["bm25"] and all(set(h.legs) == {"bm25"} for h in result.hits)
+
+
+def test_invalid_queries_fail_before_any_store_call(searcher):
+    with pytest.raises(ValidationError, match="needs text, an image, or both"):
+        HybridQuery(text="  ")
+    with pytest.raises(ValidationError, match="beyond the fusion window \\(100\\)"):
+        HybridQuery(text="x", size=10, offset=95)
+    with pytest.raises(ValidationError, match="unknown leg 'colour'"):
+        FusionConfig(weights={"colour": 1})
+    with pytest.raises(ValidationError, match="finite number >= 0"):
+        FusionConfig(weights={"bm25": float("nan")})
+    with pytest.raises(ValidationError, match="limit is 2000"):
+        HybridQuery(text="x" * 2001)
+    with pytest.raises(FilterError, match="cannot filter on 'size'"):
+        searcher.search(HybridQuery(text="x", filters={"size": "M"}))
+    with pytest.raises(ValidationError, match="query image: image .* not found"):
+        searcher.search(HybridQuery(image="/nonexistent.png"))
