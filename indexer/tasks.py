@@ -13,8 +13,6 @@ import logging
 from functools import lru_cache
 from typing import Any
 
-from celery.signals import worker_process_init
-
 from hybrid_core.config import Settings
 from hybrid_core.errors import TransientStoreError
 from hybrid_core.images import ImageLimits
@@ -26,7 +24,12 @@ log = logging.getLogger(__name__)
 
 @lru_cache(maxsize=1)
 def runtime() -> IndexingRuntime:
-    """The worker process's store and models, built once per process."""
+    """The worker process's store and models, built once per process.
+
+    Models load lazily inside the first batch, not in ``worker_process_init``: Celery
+    kills a pool process that takes longer than ``worker_proc_alive_timeout`` (4 s)
+    to start, and loading the models takes longer than that on a small CPU.
+    """
     settings = Settings.from_env()
     text, image = settings.embedding_spaces()
     return IndexingRuntime(
@@ -36,18 +39,6 @@ def runtime() -> IndexingRuntime:
         image_space=image,
         limits=ImageLimits(max_bytes=settings.image_max_bytes, timeout_s=settings.image_timeout_s),
     )
-
-
-@worker_process_init.connect
-def _warm_up(**_: Any) -> None:
-    """Load models when the pool process starts, not inside the first batch."""
-    try:
-        rt = runtime()
-        rt.text_space.load()
-        if rt.image_space is not None:
-            rt.image_space.load()
-    except Exception:  # the first task will raise the same error where it is reported
-        log.exception("could not load the models at worker start")
 
 
 @app.task(

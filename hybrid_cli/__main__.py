@@ -1,0 +1,3 @@
+from hybrid_cli.main import cli
+
+cli()
