@@ -148,6 +148,9 @@ class EmbeddingSpace:
         if Path(self.spec.model).exists():
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # the library is quiet by default; the CLI shows its own progress
 
         try:
             model = SentenceTransformer(self.spec.model, device=self.spec.device)

@@ -8,6 +8,9 @@ Reliability settings, and why:
   message goes back to the queue. Safe because writes are idempotent (versions).
 * ``visibility_timeout``: if the whole worker dies, Redis redelivers unacknowledged
   messages after this many seconds; keep it above the longest batch.
+* ``retry_on_worker_lost`` (on the task): a batch whose process died is re-sent as a
+  retry, so a batch that itself kills its worker (a poison item) stops after
+  ``max_retries`` instead of looping forever.
 * ``worker_prefetch_multiplier = 1``: a worker holds one batch beyond the one it runs,
   so a crash strands little and other workers get the rest.
 """
@@ -33,7 +36,13 @@ def make_app(settings: Settings | None = None) -> Celery:
         task_acks_on_failure_or_timeout=True,
         worker_prefetch_multiplier=1,
         task_default_queue=settings.queue,
-        broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
+        broker_transport_options={
+            "visibility_timeout": settings.visibility_timeout_s,
+            # sweep for unacknowledged messages of dead workers every ~visibility_timeout / 10
+            # (kombu's default sweep is 10 s x throttle 10, i.e. ~100 s whatever the timeout)
+            "unacked_restore_interval": max(1, min(10, settings.visibility_timeout_s // 10)),
+            "unacked_restore_throttle": 1,
+        },
         result_backend_transport_options={"visibility_timeout": settings.visibility_timeout_s},
         result_expires=24 * 3600,
         broker_connection_retry_on_startup=True,

@@ -46,6 +46,8 @@ def runtime() -> IndexingRuntime:
     name=TASK_NAME,
     acks_late=True,
     reject_on_worker_lost=True,
+    retry_on_worker_lost=True,
+    default_retry_delay=2,
     autoretry_for=(TransientStoreError,),
     retry_backoff=2,
     retry_backoff_max=120,
