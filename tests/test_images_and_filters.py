@@ -81,3 +81,47 @@ def test_filters_parse_render_and_refuse(layout):
         parse_filters({"price": {"gte": "cheap"}}, layout)
     with pytest.raises(FilterError, match="cannot read filter"):
         parse_filter_args(["colour"])
+
+
+@pytest.fixture
+def http_images(tmp_path):
+    """A loopback HTTP server serving a photo, an oversized file and a slow response."""
+    import http.server
+    import threading
+    import time
+
+    photo = jpeg_bytes()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            if self.path == "/slow.jpg":
+                time.sleep(2)
+            body = {"/photo.jpg": photo, "/big.jpg": b"x" * 5000, "/slow.jpg": photo}.get(self.path)
+            if body is None:
+                self.send_response(404)
+                self.end_headers()
+                return
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_http_images_with_size_and_time_limits(http_images):
+    loaded = load_image(f"{http_images}/photo.jpg", root=None)
+    assert loaded.image.size == (60, 80)
+    with pytest.raises(ValueError, match="5000 bytes, the limit is 1000"):
+        load_image(f"{http_images}/big.jpg", root=None, limits=ImageLimits(max_bytes=1000))
+    with pytest.raises(ValueError, match="HTTP 404"):
+        load_image(f"{http_images}/nothing.jpg", root=None)
+    with pytest.raises(ValueError, match="cannot fetch"):
+        load_image(f"{http_images}/slow.jpg", root=None, limits=ImageLimits(timeout_s=0.3))
