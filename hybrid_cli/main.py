@@ -266,6 +266,39 @@ def mappings(ctx) -> None:
     click.echo(json.dumps(_settings(ctx).layout().to_es_mapping(), indent=2))
 
 
+@cli.command("train-image-tower")
+@click.option("--catalogue", type=click.Path(exists=True, dir_okay=False), required=True, help="JSONL with split, title and image.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Checkpoints, log and the exported visual.pt.")
+@click.option("--epochs", type=int, default=24, show_default=True)
+@click.option("--batch-size", type=int, default=256, show_default=True)
+@click.option("--lr", type=float, default=2e-3, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--threads", type=int, default=2, show_default=True)
+@click.option("--limit", type=int, default=None, help="Use only the first N train products (smoke runs).")
+def train_image_tower(catalogue, out_dir, epochs, batch_size, lr, seed, threads, limit) -> None:
+    """Train the catalogue image tower against the frozen MiniLM (train split only; resumes from --out)."""
+    from tower_training.train import TrainConfig, train
+
+    config = TrainConfig(catalogue, out_dir, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, threads=threads, limit=limit)
+    with _progress() as progress:
+        current: dict[str, Any] = {}
+
+        def phase(name: str, total: int):
+            if "task" in current:
+                progress.remove_task(current["task"])
+            current["task"] = progress.add_task(name, total=total)
+            return lambda n: progress.advance(current["task"], n)
+
+        def epoch_done(record: dict[str, Any]) -> None:
+            console.print(
+                f"epoch {record['epoch']}: loss {record['loss']:.4f}, val recall@10 {record['val_recall@10']:.3f}, "
+                f"temperature {record['temperature']:.4f}, {record['epoch_s']:.0f} s"
+            )
+
+        summary = train(config, on_phase=phase, on_epoch=epoch_done)
+    console.print(f"best val recall@10 {summary['best_val_recall@10']:.3f}; weights in {Path(out_dir) / 'visual.pt'}")
+
+
 @cli.command("sample-catalogue")
 @click.argument("out_dir", type=click.Path(file_okay=False))
 def sample_catalogue(out_dir: str) -> None:

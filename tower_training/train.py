@@ -1,0 +1,225 @@
+"""Locked-text contrastive training of the catalogue image tower.
+
+The packaged MiniLM stays frozen; a small image encoder (OpenCLIP config
+``catalogue-tower``: timm ``lcnet_075`` + a linear projection to 384-d) learns to put
+a product photo next to the MiniLM vector of its title, with the symmetric InfoNCE
+loss over in-batch negatives and a learnable temperature. Because the OpenCLIP text
+tower of ``catalogue-tower`` *is* MiniLM (mean pooling, no projection), the image
+space is the text space: text queries reach image vectors directly and averaging a
+product's text and image vectors is meaningful.
+
+Only the ``train`` split is read; validation uses a fixed hashed slice of it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from hybrid_core.spaces import EmbeddingSpace, SpaceSpec, default_text_spec
+from tower_training.augment import augment
+from tower_training.data import TowerData, build, is_validation, read_split
+
+TOWER_MODEL = "catalogue-tower"
+WEIGHTS_NAME = "visual.pt"
+
+
+def tower_spec(weights: str | Path | None, *, device: str = "cpu") -> SpaceSpec:
+    """The image space of a trained tower (``weights``: the exported image-tower file)."""
+    return SpaceSpec(
+        name="image",
+        kind="open_clip",
+        model=TOWER_MODEL,
+        model_config=TOWER_MODEL,
+        dims=384,
+        pretrained_image=str(weights) if weights else None,
+        init_seed=None if weights else 0,
+        device=device,
+    )
+
+
+@dataclass
+class TrainConfig:
+    catalogue: str
+    out_dir: str
+    epochs: int = 24
+    batch_size: int = 256
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    warmup_epochs: float = 1.0
+    val_fraction: float = 0.05
+    false_negative_threshold: float = 0.97
+    augment_strength: float = 1.0
+    seed: int = 0
+    threads: int = 2
+    limit: int | None = None  # train on the first N products only (smoke tests)
+
+
+def _recall_at(image_vectors: torch.Tensor, text_vectors: torch.Tensor, k: int = 10) -> float:
+    """Share of titles whose own photo is among the k nearest images."""
+    sims = text_vectors @ image_vectors.T
+    own = sims.diagonal().unsqueeze(1)
+    rank = (sims > own).sum(dim=1)
+    return float((rank < k).float().mean())
+
+
+def encode_images(visual: torch.nn.Module, images: torch.Tensor, batch: int = 512) -> torch.Tensor:
+    was_training = visual.training
+    visual.eval()
+    with torch.inference_mode():
+        out = torch.cat([F.normalize(visual(images[i : i + batch]), dim=-1) for i in range(0, len(images), batch)])
+    visual.train(was_training)
+    return out
+
+
+def _lr_at(step: int, total: int, warmup: int, base: float) -> float:
+    if step < warmup:
+        return base * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return base * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def train(
+    config: TrainConfig,
+    *,
+    on_phase: Callable[[str, int], Callable[[int], None]] | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Train (or resume) and export the best epoch's image tower to ``out_dir/visual.pt``."""
+    started = time.monotonic()
+    out = Path(config.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    random.seed(config.seed)
+    np.random.seed(config.seed)
+    phase = on_phase or (lambda name, total: (lambda n: None))
+
+    catalogue = Path(config.catalogue)
+    products = read_split(catalogue, "train")
+    if config.limit:
+        products = products[: config.limit]
+    train_products = [p for p in products if not is_validation(p["id"], config.val_fraction)]
+    val_products = [p for p in products if is_validation(p["id"], config.val_fraction)]
+
+    space = EmbeddingSpace(tower_spec(None)).load()
+    model, preprocess = space.open_clip_model()
+    visual = model.visual
+    logit_scale = torch.nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+
+    text = EmbeddingSpace(default_text_spec())
+    titles_key = f"titles-{len(products)}-{config.seed}.npy"
+    cache = out / titles_key
+    if cache.exists():
+        title_vectors = np.load(cache)
+    else:
+        title_vectors = text.embed_texts([p["title"] for p in products])
+        np.save(cache, title_vectors)
+    by_id = {p["id"]: i for i, p in enumerate(products)}
+    load = phase("loading photos", len(products))
+    train_data = build(train_products, catalogue.parent, preprocess, title_vectors[[by_id[p["id"]] for p in train_products]], load)
+    val_data = build(val_products, catalogue.parent, preprocess, title_vectors[[by_id[p["id"]] for p in val_products]], load)
+
+    params = [p for p in visual.parameters() if p.requires_grad] + [logit_scale]
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    steps_per_epoch = max(1, len(train_data.ids) // config.batch_size)
+    total_steps = steps_per_epoch * config.epochs
+    warmup_steps = int(config.warmup_epochs * steps_per_epoch)
+    generator = torch.Generator().manual_seed(config.seed)
+    history: list[dict[str, Any]] = []
+    start_epoch, best = 0, -1.0
+
+    checkpoint_path = out / "checkpoint.pt"
+    if checkpoint_path.exists():
+        state = torch.load(checkpoint_path, weights_only=False)
+        if state["config"] != asdict(config) | {"out_dir": state["config"]["out_dir"]}:
+            raise ValueError(f"{checkpoint_path} was made with another configuration; use a new --out directory")
+        visual.load_state_dict(state["visual"])
+        logit_scale.data.copy_(state["logit_scale"])
+        optimizer.load_state_dict(state["optimizer"])
+        generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        start_epoch, best, history = state["epoch"] + 1, state["best"], state["history"]
+
+    visual.train()
+    for epoch in range(start_epoch, config.epochs):
+        epoch_started = time.monotonic()
+        order = torch.randperm(len(train_data.ids), generator=generator)
+        tick = phase(f"epoch {epoch + 1}/{config.epochs}", steps_per_epoch)
+        losses = []
+        for step in range(steps_per_epoch):
+            global_step = epoch * steps_per_epoch + step
+            for group in optimizer.param_groups:
+                group["lr"] = _lr_at(global_step, total_steps, warmup_steps, config.lr)
+            index = order[step * config.batch_size : (step + 1) * config.batch_size]
+            images = augment(train_data.images[index], generator, strength=config.augment_strength)
+            targets = train_data.text_vectors[index]
+            embedded = F.normalize(visual(images), dim=-1)
+            logits = logit_scale.exp().clamp(max=100) * embedded @ targets.T
+            # products with (near) identical titles are not negatives of each other
+            same = (targets @ targets.T) > config.false_negative_threshold
+            same.fill_diagonal_(False)
+            logits = logits.masked_fill(same, float("-inf"))
+            labels = torch.arange(len(index))
+            loss = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+            tick(1)
+        val_recall = _recall_at(encode_images(visual, val_data.images), val_data.text_vectors)
+        record = {
+            "epoch": epoch + 1,
+            "loss": float(np.mean(losses)),
+            "val_recall@10": val_recall,
+            "temperature": float(1 / logit_scale.exp()),
+            "epoch_s": time.monotonic() - epoch_started,
+        }
+        history.append(record)
+        with (out / "log.jsonl").open("a") as log:
+            log.write(json.dumps(record) + "\n")
+        if val_recall > best:
+            best = val_recall
+            export(visual, out / WEIGHTS_NAME)
+        torch.save(
+            {
+                "config": asdict(config),
+                "epoch": epoch,
+                "best": best,
+                "history": history,
+                "visual": visual.state_dict(),
+                "logit_scale": logit_scale.detach(),
+                "optimizer": optimizer.state_dict(),
+                "generator": generator.get_state(),
+                "torch_rng": torch.get_rng_state(),
+            },
+            checkpoint_path,
+        )
+        if on_epoch:
+            on_epoch(record)
+    summary = {
+        "config": asdict(config),
+        "train_products": len(train_data.ids),
+        "val_products": len(val_data.ids),
+        "best_val_recall@10": best,
+        "history": history,
+        "seconds_this_run": time.monotonic() - started,
+        "visual_parameters": sum(p.numel() for p in visual.parameters()),
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def export(visual: torch.nn.Module, path: Path) -> None:
+    """The image tower's weights in float16 (half the size; loaded back into float32)."""
+    state = {k: (v.half() if v.is_floating_point() else v) for k, v in visual.state_dict().items()}
+    torch.save(state, path)
