@@ -164,9 +164,14 @@ def worker(ctx, concurrency, pool, loglevel, hostname) -> None:
 @click.option("--size", type=int, default=10, show_default=True)
 @click.option("--from", "offset", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--mode", type=click.Choice(["auto", "retrievers", "legacy", "legs"]), default="auto", show_default=True,
+              help="Elasticsearch execution: server-side retrievers, legacy knn+query sum, client-side legs, or auto.")
+@click.option("--show-request", is_flag=True, help="Print the Elasticsearch request as Kibana Dev Tools console text; do not search.")
 @click.pass_context
-def search(ctx, text, image, filters, fusion, weights, normalizer, rank_constant, rank_window_size, legs, size, offset, as_json) -> None:
+def search(ctx, text, image, filters, fusion, weights, normalizer, rank_constant, rank_window_size, legs, size, offset, as_json, mode, show_request) -> None:
     """Hybrid search with text and/or an image; every hit is explained leg by leg."""
+    from query_builder.es_requests import console as console_text
+    from query_builder.es_searcher import ElasticsearchHybridSearcher
     from query_builder.query import FusionConfig, HybridQuery
     from query_builder.searcher import HybridSearcher
 
@@ -188,8 +193,22 @@ def search(ctx, text, image, filters, fusion, weights, normalizer, rank_constant
             legs=tuple(leg.strip() for leg in legs.split(",")) if legs else None,
         )
         text_space, image_space = settings.embedding_spaces()
+        layout = settings.layout()
+        on_es = settings.store == "elasticsearch"
+        if show_request:
+            store = settings.open_store() if on_es else _RequestOnly(settings.es_alias)
+            chosen = mode if on_es or mode != "auto" else "retrievers"
+            searcher = ElasticsearchHybridSearcher(store, layout, text_space, image_space, mode=chosen)
+            used, request, _ = searcher.requests(query)
+            if not on_es and mode == "auto":
+                console.print("no cluster to ask (embedded store): showing the retrievers mode")
+            click.echo(f"# mode: {used}\n" + console_text(settings.es_alias, request))
+            return
         store = settings.open_store()
-        searcher = HybridSearcher(store, settings.layout(), text_space, image_space)
+        if on_es:
+            searcher = ElasticsearchHybridSearcher(store, layout, text_space, image_space, mode=mode)
+        else:
+            searcher = HybridSearcher(store, layout, text_space, image_space)
         result = searcher.search(query)
     except SearchError as exc:
         _fail(str(exc))
@@ -207,11 +226,71 @@ def search(ctx, text, image, filters, fusion, weights, normalizer, rank_constant
         cells = [str(hit.rank), hit.id, f"{hit.score:.4f}", str(hit.source.get("title", ""))[:48]]
         for leg in result.legs:
             found = hit.legs.get(leg)
-            cells.append(f"{found.rank} ({found.score:.3f})" if found else "-")
+            cells.append(f"{found.rank if found.rank is not None else '?'} ({found.score:.3f})" if found else "-")
         table.add_row(*cells)
     out.print(table)
     timing = ", ".join(f"{k} {v:.1f} ms" for k, v in result.took_ms.items())
     out.print(f"legs: {', '.join(f'{k}={v}' for k, v in result.legs.items())}; {timing}")
+
+
+class _RequestOnly:
+    """Stands in for a store when only the request is printed (no cluster is contacted)."""
+
+    def __init__(self, alias: str) -> None:
+        self.alias = alias
+        self.client = None
+
+
+@cli.command("es-setup")
+@click.pass_context
+def es_setup(ctx) -> None:
+    """Create the layout's index behind the alias (or check the alias fits this layout)."""
+    settings = _settings(ctx)
+    if settings.store != "elasticsearch":
+        _fail("es-setup needs HYBRID_SEARCH_STORE=elasticsearch and HYBRID_SEARCH_ES_URL")
+    try:
+        index = settings.open_store().ensure_index()
+    except SearchError as exc:
+        _fail(str(exc))
+    out.print(f"alias {settings.es_alias} -> {index}")
+
+
+@cli.command("kibana-import")
+@click.option("--kibana-url", envvar="KIBANA_URL", default="http://127.0.0.1:5601", show_default=True)
+@click.option("--file", "path", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Saved objects NDJSON (default: the data view for the configured layout).")
+@click.pass_context
+def kibana_import(ctx, kibana_url: str, path: str | None) -> None:
+    """Import the data view over the products alias into Kibana (saved objects API, overwrite)."""
+    import urllib.request
+    import uuid
+
+    from hybrid_core import kibana
+
+    settings = _settings(ctx)
+    data = Path(path).read_bytes() if path else kibana.saved_objects(settings.layout(), settings.es_alias).encode()
+    boundary = uuid.uuid4().hex
+    body = (
+        f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"export.ndjson\"\r\n"
+        "Content-Type: application/ndjson\r\n\r\n"
+    ).encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    request = urllib.request.Request(
+        f"{kibana_url.rstrip('/')}/api/saved_objects/_import?overwrite=true",
+        data=body,
+        method="POST",
+        headers={"kbn-xsrf": "true", "Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+    for header, var in (("Authorization", "KIBANA_AUTHORIZATION"),):
+        if os.environ.get(var):
+            request.add_header(header, os.environ[var])
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 (the user's Kibana)
+            result = json.loads(response.read())
+    except Exception as exc:
+        _fail(f"cannot import into {kibana_url}: {exc}")
+    if not result.get("success"):
+        _fail(f"Kibana refused the import: {json.dumps(result.get('errors'))[:500]}")
+    out.print(f"imported {result.get('successCount')} saved objects into {kibana_url}")
 
 
 @cli.command()
@@ -297,6 +376,16 @@ def train_image_tower(catalogue, out_dir, epochs, batch_size, lr, seed, threads,
 
         summary = train(config, on_phase=phase, on_epoch=epoch_done)
     console.print(f"best val recall@10 {summary['best_val_recall@10']:.3f}; weights in {Path(out_dir) / 'visual.pt'}")
+
+
+@cli.command("kibana-objects")
+@click.pass_context
+def kibana_objects(ctx) -> None:
+    """Print the Kibana saved objects (NDJSON) for the configured layout."""
+    from hybrid_core import kibana
+
+    settings = _settings(ctx)
+    click.echo(kibana.saved_objects(settings.layout(), settings.es_alias), nl=False)
 
 
 @cli.command("sample-catalogue")

@@ -21,6 +21,7 @@ from hybrid_core.layout import FieldLayout, build_layout
 from hybrid_core.spaces import EmbeddingSpace, SpaceSpec, default_image_spec, default_text_spec
 
 ENV_PREFIX = "HYBRID_SEARCH_"
+STORES = ("embedded", "elasticsearch")
 DEFAULT_BROKER = "redis://127.0.0.1:6379/0"
 
 
@@ -44,10 +45,15 @@ class Settings:
     image_space: SpaceSpec | None = field(default_factory=default_image_spec)
     image_max_bytes: int = 20 * 1024 * 1024
     image_timeout_s: float = 10.0
+    es_url: str | None = None
+    es_alias: str = "products"
+    es_refresh: str = "false"  # "false" | "true" | "wait_for": the bulk refresh policy
 
     def __post_init__(self) -> None:
-        if self.store != "embedded":
-            raise ConfigError(f"unknown store {self.store!r}; this version supports ['embedded']")
+        if self.store not in STORES:
+            raise ConfigError(f"unknown store {self.store!r}; choose one of {list(STORES)}")
+        if self.es_refresh not in ("false", "true", "wait_for"):
+            raise ConfigError(f"es_refresh must be false, true or wait_for, got {self.es_refresh!r}")
         if not 1 <= self.batch_size <= 1024:
             raise ConfigError(f"batch_size must be in 1..1024, got {self.batch_size}")
         if self.visibility_timeout_s < 10:
@@ -61,6 +67,11 @@ class Settings:
         return build_layout(self.text_space, self.image_space)
 
     def open_store(self):  # -> Store; the concrete type depends on ``store``
+        if self.store == "elasticsearch":
+            from hybrid_core.stores.elasticsearch import ElasticsearchStore
+
+            refresh = {"false": False, "true": True}.get(self.es_refresh, self.es_refresh)
+            return ElasticsearchStore(es_client(self), self.layout(), alias=self.es_alias, refresh=refresh)
         from hybrid_core.stores.embedded import EmbeddedStore
 
         return EmbeddedStore(self.store_path, self.layout())
@@ -109,6 +120,9 @@ class Settings:
             ("result_backend", str),
             ("visibility_timeout_s", int),
             ("batch_size", int),
+            ("es_url", str),
+            ("es_alias", str),
+            ("es_refresh", str),
         ):
             raw = env.get(ENV_PREFIX + key.upper())
             if raw:
@@ -127,3 +141,32 @@ class Settings:
             if settings.image_space:
                 settings.image_space = replace(settings.image_space, device=device)
         return settings
+
+
+def es_client(settings: Settings, env: Mapping[str, str] | None = None):
+    """An ``Elasticsearch`` client; credentials come from the environment only and are never logged.
+
+    ``HYBRID_SEARCH_ES_API_KEY``, or ``HYBRID_SEARCH_ES_USERNAME`` + ``HYBRID_SEARCH_ES_PASSWORD``;
+    ``HYBRID_SEARCH_ES_CLOUD_ID`` instead of a URL; ``HYBRID_SEARCH_ES_CA_CERTS`` for a private CA.
+    TLS verification stays on unless ``HYBRID_SEARCH_ES_VERIFY_CERTS=false`` is set explicitly.
+    """
+    from elasticsearch import Elasticsearch
+
+    env = os.environ if env is None else env
+    kwargs: dict[str, Any] = {"request_timeout": 30, "retry_on_timeout": True, "max_retries": 3}
+    cloud_id = env.get(ENV_PREFIX + "ES_CLOUD_ID")
+    if cloud_id:
+        kwargs["cloud_id"] = cloud_id
+    elif settings.es_url:
+        kwargs["hosts"] = [settings.es_url]
+    else:
+        raise ConfigError("the elasticsearch store needs HYBRID_SEARCH_ES_URL (or es_url in the config file) or HYBRID_SEARCH_ES_CLOUD_ID")
+    if env.get(ENV_PREFIX + "ES_API_KEY"):
+        kwargs["api_key"] = env[ENV_PREFIX + "ES_API_KEY"]
+    elif env.get(ENV_PREFIX + "ES_USERNAME"):
+        kwargs["basic_auth"] = (env[ENV_PREFIX + "ES_USERNAME"], env.get(ENV_PREFIX + "ES_PASSWORD", ""))
+    if env.get(ENV_PREFIX + "ES_CA_CERTS"):
+        kwargs["ca_certs"] = env[ENV_PREFIX + "ES_CA_CERTS"]
+    if env.get(ENV_PREFIX + "ES_VERIFY_CERTS", "true").lower() == "false":
+        kwargs["verify_certs"] = False
+    return Elasticsearch(**kwargs)

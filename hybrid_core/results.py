@@ -8,9 +8,12 @@ from typing import Any
 
 @dataclass(frozen=True)
 class LegScore:
-    """Where one leg put a document: 1-based rank and the leg's raw score."""
+    """Where one leg put a document: 1-based rank and the leg's raw score.
 
-    rank: int
+    ``rank`` is ``None`` only where Elasticsearch's ``linear`` explanation does not give it.
+    """
+
+    rank: int | None
     score: float
 
 

@@ -74,6 +74,7 @@ class WorkerEnv:
     queue: str = field(default_factory=lambda: f"test-{uuid.uuid4().hex[:8]}")
     visibility_timeout_s: int = 600
     batch_size: int = 16
+    extra: dict[str, str] = field(default_factory=dict)
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -89,6 +90,7 @@ class WorkerEnv:
                 "OMP_NUM_THREADS": "1",
             }
         )
+        env.update(self.extra)
         return env
 
     def settings(self):

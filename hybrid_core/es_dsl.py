@@ -1,0 +1,68 @@
+"""Leg-level Elasticsearch query DSL as plain dicts: one BM25 query, one kNN clause.
+
+Shared by the Elasticsearch store (per-leg searches) and the query builder (the
+compound ``rrf``/``linear`` retrievers and the legacy ``knn`` + ``query`` body), so a
+leg means the same request whichever mode runs it. Checked against:
+
+* multi_match: https://www.elastic.co/docs/reference/query-languages/query-dsl/query-dsl-multi-match-query
+  (``fields`` with ``^boost``, ``type: best_fields``, default ``operator: or``)
+* knn search / knn clause: https://www.elastic.co/docs/reference/elasticsearch/rest-apis/retrievers/knn-retriever
+  (``field``, ``query_vector``, ``k`` <= ``num_candidates`` <= 10,000, ``filter`` is a pre-filter)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from hybrid_core.errors import ValidationError
+from hybrid_core.filters import Condition, to_es
+from hybrid_core.layout import FieldLayout
+
+MAX_NUM_CANDIDATES = 10_000
+
+
+def text_fields(layout: FieldLayout, boosts: dict[str, float] | None = None) -> list[str]:
+    """``["title^2.0", "description^1.0"]``: the layout's boosts, overridden per query."""
+    boosts = boosts or {}
+    return [f"{f.name}^{float(boosts.get(f.name, f.boost))}" for f in layout.text_fields]
+
+
+def bm25_query(text: str, layout: FieldLayout, boosts: dict[str, float] | None = None) -> dict[str, Any]:
+    return {"multi_match": {"query": text, "fields": text_fields(layout, boosts), "type": "best_fields"}}
+
+
+def filtered(query: dict[str, Any], filters: list[Condition]) -> dict[str, Any]:
+    """The query inside ``bool.must`` with the filters in ``bool.filter`` (no effect on score)."""
+    if not filters:
+        return query
+    return {"bool": {"must": [query], "filter": to_es(filters)}}
+
+
+def query_vector(vector: np.ndarray) -> list[float]:
+    values = np.asarray(vector, dtype=np.float32)
+    if values.ndim != 1 or not np.all(np.isfinite(values)):
+        raise ValidationError(f"a query vector must be 1-D and finite, got shape {values.shape}")
+    return [float(v) for v in values]
+
+
+def knn_clause(
+    field: str, vector: np.ndarray, *, k: int, num_candidates: int, filters: list[Condition], layout: FieldLayout
+) -> dict[str, Any]:
+    spec = layout.vector(field)
+    if np.asarray(vector).shape != (spec.dims,):
+        raise ValidationError(f"query vector for {field} must have {spec.dims} dims, got shape {np.asarray(vector).shape}")
+    if not 1 <= k <= num_candidates <= MAX_NUM_CANDIDATES:
+        raise ValidationError(
+            f"knn on {field}: need 1 <= k <= num_candidates <= {MAX_NUM_CANDIDATES}, got k={k}, num_candidates={num_candidates}"
+        )
+    clause: dict[str, Any] = {"field": field, "query_vector": query_vector(vector), "k": k, "num_candidates": num_candidates}
+    if filters:
+        clause["filter"] = to_es(filters)
+    return clause
+
+
+def vector_excludes(layout: FieldLayout) -> dict[str, Any]:
+    """``_source`` without the vectors: they are large and nobody reads them in a result."""
+    return {"excludes": [v.name for v in layout.vector_fields]}

@@ -1,0 +1,76 @@
+"""Against a real cluster: runs when ES_URL is set (e.g. http://127.0.0.1:9200 from docker compose),
+skips with the reason otherwise. Each test uses its own alias and deletes it afterwards."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+
+import pytest
+
+from indexer.producer import catalogue_items, enqueue, wait
+from query_builder.es_searcher import ElasticsearchHybridSearcher
+from query_builder.query import FusionConfig, HybridQuery
+from tests.queue_helpers import Worker, WorkerEnv, redis_server
+
+ES_URL = os.environ.get("ES_URL")
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(not ES_URL, reason="ES_URL is not set: no Elasticsearch cluster to test against"),
+]
+
+
+@pytest.fixture(scope="module")
+def indexed(tmp_path_factory, sample_catalogue):
+    redis = redis_server()
+    alias = f"hs-test-{uuid.uuid4().hex[:8]}"
+    tmp = tmp_path_factory.mktemp("es")
+    extra = {"HYBRID_SEARCH_STORE": "elasticsearch", "HYBRID_SEARCH_ES_URL": ES_URL, "HYBRID_SEARCH_ES_ALIAS": alias,
+             "HYBRID_SEARCH_ES_REFRESH": "wait_for"}
+    wenv = WorkerEnv(redis.url, tmp / "unused.sqlite", extra=extra)
+    settings = wenv.settings()
+    store = settings.open_store()
+    store.ensure_index()
+    worker = Worker(wenv, tmp / "worker.log").wait_ready()
+    try:
+        app = wenv.app()
+        totals = wait(enqueue(catalogue_items(sample_catalogue), app=app, options={"images_root": str(sample_catalogue.parent)}), timeout_s=300)
+        assert totals["written"] == 48
+    finally:
+        worker.stop()
+    yield settings, store
+    for name in list(store.client.indices.get_alias(name=alias)):
+        store.client.indices.delete(index=name)
+    store.client.indices.delete(index=store.errors_index, ignore_unavailable=True)
+    redis.stop()
+
+
+def searcher(settings, store, mode):
+    text, image = settings.embedding_spaces()
+    return ElasticsearchHybridSearcher(store, settings.layout(), text, image, mode=mode)
+
+
+def test_every_mode_answers(indexed):
+    settings, store = indexed
+    assert store.count() == 48
+    for mode, fusion in [("legs", FusionConfig()), ("legs", FusionConfig(method="linear")), ("legacy", FusionConfig(method="linear", normalizer="none")), ("auto", FusionConfig())]:
+        result = searcher(settings, store, mode).search(HybridQuery(text="green kurta", size=5, fusion=fusion))
+        assert result.hits, (mode, fusion)
+        assert all(h.source.get("title") for h in result.hits)
+
+
+def test_client_side_fusion_ranks_exactly_as_server_side(indexed):
+    settings, store = indexed
+    cluster = searcher(settings, store, "auto").cluster()
+    for fusion in (FusionConfig(rank_window_size=20), FusionConfig(method="linear", rank_window_size=20)):
+        query = HybridQuery(text="blue jeans", size=10, fusion=fusion)
+        s = searcher(settings, store, "retrievers")
+        reason = cluster.retrievers_allowed(query, s.plan(query, s.encode(query, set(s.applicable_legs(query))), s.applicable_legs(query)))
+        if reason:
+            pytest.skip(reason)
+        server = s.search(query)
+        client = searcher(settings, store, "legs").search(query)
+        assert [h.id for h in server.hits] == [h.id for h in client.hits], json.dumps(fusion.to_dict())
+        for a, b in zip(server.hits, client.hits):
+            assert a.score == pytest.approx(b.score, rel=1e-4)
