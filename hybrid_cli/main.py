@@ -378,6 +378,59 @@ def train_image_tower(catalogue, out_dir, epochs, batch_size, lr, seed, threads,
     console.print(f"best val recall@10 {summary['best_val_recall@10']:.3f}; weights in {Path(out_dir) / 'visual.pt'}")
 
 
+@cli.command("eval")
+@click.option("--queries", type=click.Path(exists=True, dir_okay=False), required=True)
+@click.option("--catalogue", type=click.Path(exists=True, dir_okay=False), required=True)
+@click.option("--variant", type=click.Choice(["full", "sparse"]), default="full", show_default=True)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Index, results JSON.")
+@click.pass_context
+def eval_command(ctx, queries, catalogue, variant, out_dir) -> None:
+    """Index the test split (once) and run every strategy on every query kind (protocol: ../shared/eval)."""
+    from evaluation.harness import (
+        DEPTH, STRATEGIES, index_test_split, load_queries, markdown_table, own_photo_recall, run_strategies,
+    )
+    from hybrid_core.images import ImageLimits
+    from hybrid_core.stores.embedded import EmbeddedStore
+    from indexer.pipeline import IndexingRuntime
+    from query_builder.searcher import HybridSearcher
+
+    settings = _settings(ctx)
+    layout = settings.layout()
+    text_space, image_space = settings.embedding_spaces()
+    out_path = Path(out_dir)
+    out_path.mkdir(parents=True, exist_ok=True)
+    import hashlib
+
+    tag = hashlib.sha256(json.dumps(layout.signature(), sort_keys=True).encode()).hexdigest()[:8]
+    store = EmbeddedStore(out_path / f"test-{variant}-{tag}.sqlite", layout)
+    runtime = IndexingRuntime(store, layout, text_space, image_space, ImageLimits())
+    catalogue_path = Path(catalogue)
+    query_list = load_queries(queries)
+    with _progress() as progress:
+        task = progress.add_task(f"indexing test split ({variant})", total=None)
+        index_test_split(catalogue_path, store, runtime, variant, progress=lambda n: progress.advance(task, n))
+        searcher = HybridSearcher(store, layout, text_space, image_space)
+        task = progress.add_task("queries x strategies", total=None)
+        table = run_strategies(searcher, query_list, catalogue_path.parent, progress=lambda n: progress.advance(task, n))
+    results: dict[str, Any] = {"variant": variant, "depth": DEPTH, "queries": str(queries), "kinds": table,
+                               "models": {v.name: v.model_id for v in layout.vector_fields}}
+    if image_space is not None:
+        results["own_photo_recall@10"] = own_photo_recall(store, image_space, catalogue_path)
+    (out_path / f"results-{variant}.json").write_text(json.dumps(results, indent=2))
+    columns = ["NDCG@10", "P@10", "P@10 fine", "P@20", "P@20 fine", "P@50", "P@100", "R@100 fine", "MRR fine"]
+    for kind, rows in table.items():
+        click.echo(f"\n### {variant} / {kind} queries ({sum(1 for q in query_list if _kind(q) == kind)})\n")
+        click.echo(markdown_table(rows, columns))
+    if "own_photo_recall@10" in results:
+        click.echo(f"\nown-photo Recall@10 (title -> image, {variant} test split): {results['own_photo_recall@10']:.3f}")
+
+
+def _kind(q: dict) -> str:
+    from evaluation.harness import query_kind
+
+    return query_kind(q)
+
+
 @cli.command("kibana-objects")
 @click.pass_context
 def kibana_objects(ctx) -> None:

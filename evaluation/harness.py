@@ -1,0 +1,132 @@
+"""The evaluation run: index the test split once per variant, run every strategy on every query kind.
+
+Protocol: ../shared/eval/README.md. The catalogue's attribute fields are judgments:
+they are indexed as filterable keywords by the normal layout but no strategy filters
+on them and no query reads them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from evaluation.metrics import evaluate
+from hybrid_core.errors import ValidationError
+from hybrid_core.images import ImageLimits
+from hybrid_core.spaces import EmbeddingSpace
+from hybrid_core.stores.embedded import EmbeddedStore
+from indexer.pipeline import IndexingRuntime, process_batch
+from query_builder.query import FusionConfig, HybridQuery
+from query_builder.searcher import HybridSearcher
+
+VARIANTS = {"full": "title", "sparse": "title_sparse"}
+DEPTH = 100
+
+
+@dataclass(frozen=True)
+class Strategy:
+    name: str
+    legs: tuple[str, ...] | None
+    fusion: FusionConfig = field(default_factory=lambda: FusionConfig(rank_window_size=DEPTH))
+
+
+STRATEGIES = (
+    Strategy("BM25", ("bm25",)),
+    Strategy("text kNN", ("text",)),
+    Strategy("cross-modal kNN", ("cross",)),
+    Strategy("image kNN", ("image",)),
+    Strategy("product vector", ("product",)),
+    Strategy("hybrid RRF", None),
+    Strategy("hybrid linear", None, FusionConfig(method="linear", normalizer="minmax", rank_window_size=DEPTH)),
+)
+
+
+def query_kind(query: dict[str, Any]) -> str:
+    if query.get("text") and query.get("image"):
+        return "text+image"
+    return "image" if query.get("image") else "text"
+
+
+def load_queries(path: str | Path) -> list[dict[str, Any]]:
+    with Path(path).open() as lines:
+        return [json.loads(line) for line in lines if line.strip()]
+
+
+def index_test_split(
+    catalogue: Path, store: EmbeddedStore, runtime: IndexingRuntime, variant: str, *, batch_size: int = 256, progress: Callable[[int], None] | None = None
+) -> int:
+    """Index the test split through the worker's pipeline (reused when already complete)."""
+    with catalogue.open() as lines:
+        products = [p for p in map(json.loads, lines) if p.get("split") == "test"]
+    if store.count() == len(products):
+        return len(products)
+    for start in range(0, len(products), batch_size):
+        batch = products[start : start + batch_size]
+        items = [{"ref": f"{catalogue.name}:{p['id']}", "version": 1, "data": p} for p in batch]
+        report = process_batch(items, runtime, images_root=str(catalogue.parent), title_field=VARIANTS[variant])
+        if report.errors:
+            raise ValidationError(f"{len(report.errors)} test products failed to index: {report.errors[:3]}")
+        if progress:
+            progress(len(batch))
+    return len(products)
+
+
+def run_strategies(
+    searcher: HybridSearcher,
+    queries: list[dict[str, Any]],
+    images_root: Path,
+    strategies: tuple[Strategy, ...] = STRATEGIES,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, dict[str, dict[str, float]]]:
+    """``{kind: {strategy: metrics}}`` for every strategy whose legs apply to the kind."""
+    by_kind: dict[str, list[dict[str, Any]]] = {}
+    for q in queries:
+        by_kind.setdefault(query_kind(q), []).append(q)
+    table: dict[str, dict[str, dict[str, float]]] = {}
+    for kind, group in by_kind.items():
+        qrels = {q["id"]: {d: int(g) for d, g in q["relevance"].items()} for q in group}
+        for strategy in strategies:
+            run: dict[str, dict[str, float]] = {}
+            try:
+                for q in group:
+                    image = images_root / q["image"] if q.get("image") else None
+                    hq = HybridQuery(text=q.get("text"), image=image, size=DEPTH, fusion=strategy.fusion, legs=strategy.legs)
+                    result = searcher.search(hq)
+                    run[q["id"]] = {h.id: float(len(result.hits) - i) for i, h in enumerate(result.hits)}
+                    if progress:
+                        progress(1)
+            except ValidationError as exc:
+                if "applies to this query" in str(exc):
+                    continue  # e.g. image kNN for text-only queries
+                raise
+            table.setdefault(kind, {})[strategy.name] = evaluate(qrels, run)
+    return table
+
+
+def own_photo_recall(store: EmbeddedStore, image_space: EmbeddingSpace, catalogue: Path, k: int = 10) -> float:
+    """Share of test products whose own photo is among the k image vectors nearest to their title
+    (the title encoded by the image space's text tower: cross-modal)."""
+    with catalogue.open() as lines:
+        products = [p for p in map(json.loads, lines) if p.get("split") == "test"]
+    ids = [p["id"] for p in products]
+    existing = store.existing(ids)
+    images = np.stack([existing[i].vectors["image_vector"] for i in ids])
+    titles = image_space.embed_texts([p["title"] for p in products])
+    hits = 0
+    for start in range(0, len(ids), 1024):
+        sims = titles[start : start + 1024] @ images.T
+        own = sims[np.arange(sims.shape[0]), np.arange(start, start + sims.shape[0])]
+        hits += int(((sims > own[:, None]).sum(axis=1) < k).sum())
+    return hits / len(ids)
+
+
+def markdown_table(rows: dict[str, dict[str, float]], columns: list[str]) -> str:
+    lines = ["| strategy | " + " | ".join(columns) + " |", "| --- |" + " ---: |" * len(columns)]
+    for name, metrics in rows.items():
+        lines.append(f"| {name} | " + " | ".join(f"{metrics[c]:.3f}" for c in columns) + " |")
+    return "\n".join(lines)
