@@ -214,11 +214,11 @@ class EmbeddingSpace:
         model.eval()
         self._extra["preprocess"] = preprocess
         self._extra["tokenizer"] = open_clip.get_tokenizer(self.spec.model)
+        with torch.inference_mode():
+            dims = int(model.encode_text(self._extra["tokenizer"](["probe"]).to(self.spec.device)).shape[-1])
+        if dims != self.spec.dims:
+            raise ConfigError(f"space {self.name!r}: model {self.spec.model!r} has {dims} dims, config says {self.spec.dims}")
         self._model = model
-        probe = self.embed_texts(["probe"])
-        if probe.shape[1] != self.spec.dims:
-            self._model = None
-            raise ConfigError(f"space {self.name!r}: model {self.spec.model!r} has {probe.shape[1]} dims, config says {self.spec.dims}")
 
     def open_clip_model(self) -> tuple[Any, Any]:
         """The loaded OpenCLIP model and its eval transform (for training and tests)."""

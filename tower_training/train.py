@@ -94,7 +94,11 @@ def train(
     on_phase: Callable[[str, int], Callable[[int], None]] | None = None,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """Train (or resume) and export the best epoch's image tower to ``out_dir/visual.pt``."""
+    """Train (or resume) and export the best epoch's image tower to ``out_dir/visual.pt``.
+
+    A checkpoint in ``out_dir`` is resumed when the configuration matches (``epochs`` may
+    grow, to train longer; the learning-rate schedule then follows the new length).
+    """
     started = time.monotonic()
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -141,7 +145,8 @@ def train(
     checkpoint_path = out / "checkpoint.pt"
     if checkpoint_path.exists():
         state = torch.load(checkpoint_path, weights_only=False)
-        if state["config"] != asdict(config) | {"out_dir": state["config"]["out_dir"]}:
+        same = {k: v for k, v in asdict(config).items() if k not in ("out_dir", "epochs")}
+        if {k: v for k, v in state["config"].items() if k not in ("out_dir", "epochs")} != same:
             raise ValueError(f"{checkpoint_path} was made with another configuration; use a new --out directory")
         visual.load_state_dict(state["visual"])
         logit_scale.data.copy_(state["logit_scale"])

@@ -1,0 +1,63 @@
+"""The image-tower space: OpenCLIP configs and checkpoints load through the registry; training resumes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from hybrid_core.errors import ConfigError
+from hybrid_core.spaces import EmbeddingSpace, SpaceSpec, random_clip_spec
+
+
+def test_a_local_openclip_checkpoint_loads_through_the_registry(tmp_path, image_space, sample_catalogue):
+    """Save a (random, mechanics-only) OpenCLIP model, load it as ``pretrained=<file>``: same vectors."""
+    model, _ = image_space.open_clip_model()
+    checkpoint = tmp_path / "tiny.pt"
+    torch.save(model.state_dict(), checkpoint)
+    spec = SpaceSpec(name="image", kind="open_clip", model="tiny-clip-test", model_config="tiny-clip-test", dims=64, pretrained=str(checkpoint))
+    loaded = EmbeddingSpace(spec).load()
+    texts = ["red kurta", "black watch"]
+    np.testing.assert_allclose(loaded.embed_texts(texts), image_space.embed_texts(texts), atol=1e-6)
+    from PIL import Image
+
+    photo = Image.open(sample_catalogue.parent / "images" / "S001.png")
+    np.testing.assert_allclose(loaded.embed_images([photo]), image_space.embed_images([photo]), atol=1e-6)
+    assert spec.model_id.startswith("open_clip/tiny-clip-test/tiny.pt#")  # the file's digest, not its path
+
+
+def test_wrong_weights_or_names_are_clear_errors(tmp_path):
+    bad = tmp_path / "bad.pt"
+    torch.save({"nope": torch.zeros(1)}, bad)
+    spec = SpaceSpec(name="image", kind="open_clip", model="tiny-clip-test", model_config="tiny-clip-test", dims=64, pretrained_image=str(bad))
+    with pytest.raises(ConfigError, match="image tower weights .* do not fit"):
+        EmbeddingSpace(spec).load()
+    with pytest.raises(ConfigError, match="unknown OpenCLIP model 'ViT-Nope'"):
+        EmbeddingSpace(SpaceSpec(name="image", kind="open_clip", model="ViT-Nope", dims=512)).load()
+    with pytest.raises(ConfigError, match="config says 65"):
+        EmbeddingSpace(SpaceSpec(**{**random_clip_spec().to_dict(), "dims": 65})).load()
+
+
+def test_the_tower_text_encoder_is_minilm(text_space):
+    from tower_training.train import tower_spec
+
+    tower = EmbeddingSpace(tower_spec(None)).load()
+    texts = ["Puma Men Black T-shirt", "women red kurta"]
+    np.testing.assert_allclose(tower.embed_texts(texts), text_space.embed_texts(texts), atol=1e-5)
+
+
+@pytest.mark.slow
+def test_training_runs_checkpoints_and_resumes(myntra, tmp_path):
+    from tower_training.train import TrainConfig, train
+
+    config = TrainConfig(str(myntra / "catalogue.jsonl"), str(tmp_path), epochs=1, batch_size=64, limit=400, val_fraction=0.2)
+    first = train(config)
+    assert len(first["history"]) == 1 and (tmp_path / "visual.pt").exists() and (tmp_path / "checkpoint.pt").exists()
+    second = train(TrainConfig(**{**config.__dict__, "epochs": 2}))
+    assert [h["epoch"] for h in second["history"]] == [1, 2]
+    assert [json.loads(line)["epoch"] for line in (tmp_path / "log.jsonl").read_text().splitlines()] == [1, 2]
+    assert first["train_products"] + first["val_products"] == 400
+    with pytest.raises(ValueError, match="another configuration"):
+        train(TrainConfig(**{**config.__dict__, "lr": 0.1}))
