@@ -17,7 +17,6 @@ import numpy as np
 
 from evaluation.metrics import evaluate
 from hybrid_core.errors import ValidationError
-from hybrid_core.images import ImageLimits
 from hybrid_core.spaces import EmbeddingSpace
 from hybrid_core.stores.embedded import EmbeddedStore
 from indexer.pipeline import IndexingRuntime, process_batch

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from hybrid_core.dicts import known_keys
 from hybrid_core.errors import ConfigError
 from hybrid_core.layout import FieldLayout, build_layout
 from hybrid_core.spaces import EmbeddingSpace, SpaceSpec, default_image_spec, default_text_spec
@@ -88,11 +89,7 @@ class Settings:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Settings:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"config has unknown keys {unknown}; valid keys are {sorted(known)}")
-        values = dict(data)
+        values = known_keys(cls, data, "config", ConfigError)
         if isinstance(values.get("text_space"), Mapping):
             values["text_space"] = SpaceSpec.from_dict(dict(values["text_space"]))
         if isinstance(values.get("image_space"), Mapping):

@@ -16,13 +16,14 @@ import hashlib
 import os
 import tempfile
 import threading
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from hybrid_core.dicts import known_keys
 from hybrid_core.errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -94,11 +95,7 @@ class SpaceSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SpaceSpec:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"space config has unknown keys {unknown}; valid keys are {sorted(known)}")
-        return cls(**data)
+        return cls(**known_keys(cls, data, "space config", ConfigError))
 
 
 @lru_cache(maxsize=32)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hybrid_core.dicts import known_keys
 from hybrid_core.errors import ValidationError
 from query_builder.fusion import FUSIONS, NORMALIZERS
 
@@ -61,11 +62,7 @@ class FusionConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> FusionConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValidationError(f"fusion config has unknown keys {unknown}; valid keys are {sorted(known)}")
-        return cls(**dict(data))
+        return cls(**known_keys(cls, data, "fusion config", ValidationError))
 
 
 @dataclass

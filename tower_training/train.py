@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from hybrid_core.spaces import EmbeddingSpace, SpaceSpec, default_text_spec
 from tower_training.augment import augment
-from tower_training.data import TowerData, build, is_validation, read_split
+from tower_training.data import build, is_validation, read_split
 
 TOWER_MODEL = "catalogue-tower"
 WEIGHTS_NAME = "visual.pt"
