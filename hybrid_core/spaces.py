@@ -202,7 +202,7 @@ class EmbeddingSpace:
         if self.spec.pretrained_image:
             # OpenCLIP loads tower weights leniently (strict=False, errors only logged): check them strictly
             try:
-                state = open_clip.load_state_dict(self.spec.pretrained_image, device="cpu")
+                state = torch.load(self.spec.pretrained_image, map_location="cpu", weights_only=True)
                 model.visual.load_state_dict(state, strict=True)
             except Exception as exc:
                 raise ConfigError(
@@ -301,6 +301,26 @@ def random_clip_spec(seed: int = 0) -> SpaceSpec:
     )
 
 
+TOWER_MODEL = "catalogue-tower"
+PACKAGED_TOWER = Path(__file__).parent / "model_weights" / "catalogue-tower-visual.pt"
+
+
+def catalogue_tower_spec(weights: str | Path | None = PACKAGED_TOWER, *, device: str = "cpu") -> SpaceSpec:
+    """The project's own image tower: OpenCLIP ``catalogue-tower`` (timm lcnet_075 image tower, the
+    packaged MiniLM as text tower), so its joint space is the MiniLM text space. ``weights=None``
+    gives the untrained architecture (training starts there)."""
+    return SpaceSpec(
+        name="image",
+        kind="open_clip",
+        model=TOWER_MODEL,
+        model_config=TOWER_MODEL,
+        dims=384,
+        pretrained_image=str(weights) if weights else None,
+        init_seed=None if weights else 0,
+        device=device,
+    )
+
+
 def default_image_spec() -> SpaceSpec:
-    """The offline default image space (a random tiny CLIP until the trained tower ships)."""
-    return random_clip_spec()
+    """The offline default image space: the packaged trained tower (the random tiny CLIP if it is missing)."""
+    return catalogue_tower_spec() if PACKAGED_TOWER.exists() else random_clip_spec()

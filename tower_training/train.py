@@ -25,26 +25,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from hybrid_core.spaces import EmbeddingSpace, SpaceSpec, default_text_spec
+from hybrid_core.spaces import EmbeddingSpace, SpaceSpec, catalogue_tower_spec, default_text_spec
 from tower_training.augment import augment
 from tower_training.data import build, is_validation, read_split
 
-TOWER_MODEL = "catalogue-tower"
 WEIGHTS_NAME = "visual.pt"
 
 
 def tower_spec(weights: str | Path | None, *, device: str = "cpu") -> SpaceSpec:
-    """The image space of a trained tower (``weights``: the exported image-tower file)."""
-    return SpaceSpec(
-        name="image",
-        kind="open_clip",
-        model=TOWER_MODEL,
-        model_config=TOWER_MODEL,
-        dims=384,
-        pretrained_image=str(weights) if weights else None,
-        init_seed=None if weights else 0,
-        device=device,
-    )
+    """The image space of a tower (``weights``: an exported ``visual.pt``; ``None``: untrained)."""
+    return catalogue_tower_spec(weights, device=device)
 
 
 @dataclass
