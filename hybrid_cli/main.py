@@ -255,6 +255,25 @@ def es_setup(ctx) -> None:
     out.print(f"alias {settings.es_alias} -> {index}")
 
 
+@cli.command("es-swap")
+@click.argument("source_alias")
+@click.pass_context
+def es_swap(ctx, source_alias: str) -> None:
+    """Point the configured alias at the index behind SOURCE_ALIAS (a rebuild made beside the live one)."""
+    settings = _settings(ctx)
+    if settings.store != "elasticsearch":
+        _fail("es-swap needs HYBRID_SEARCH_STORE=elasticsearch and HYBRID_SEARCH_ES_URL")
+    store = settings.open_store()
+    try:
+        targets = list(store.client.indices.get_alias(name=source_alias).keys())
+    except Exception as exc:
+        _fail(f"cannot read alias {source_alias}: {exc}")
+    if len(targets) != 1:
+        _fail(f"alias {source_alias} points at {targets}; expected exactly one index")
+    store.swap_alias(targets[0])
+    out.print(f"alias {settings.es_alias} -> {targets[0]}")
+
+
 @cli.command("kibana-import")
 @click.option("--kibana-url", envvar="KIBANA_URL", default="http://127.0.0.1:5601", show_default=True)
 @click.option("--file", "path", type=click.Path(exists=True, dir_okay=False), default=None,

@@ -97,7 +97,8 @@ class ElasticsearchStore:
                         raise LayoutError(
                             f"alias {self.alias} points at {index}, built for {json.dumps(meta.get('vector_fields'))}; "
                             f"this configuration needs {json.dumps(self.layout.signature()['vector_fields'])}: "
-                            "build a new index and swap the alias (hybrid-search reindex) or use the same models"
+                            "build the new layout under another alias (HYBRID_SEARCH_ES_ALIAS=products-next), index, then "
+                            "hybrid-search es-swap products-next; or use the same models"
                         )
             else:
                 self.create_index(self.concrete_index)
