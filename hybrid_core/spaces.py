@@ -13,9 +13,12 @@ CLI can build the whole configuration cheaply and only pay for what it encodes.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import tempfile
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -96,6 +99,25 @@ class SpaceSpec:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SpaceSpec:
         return cls(**known_keys(cls, data, "space config", ConfigError))
+
+
+@contextmanager
+def _quiet_loaders() -> Iterator[None]:
+    """Silence the loaders' expected chatter while a model loads: OpenCLIP warns on the root logger
+    that a model with separately loaded tower weights is "initialized partially", and transformers
+    prints a load report for MiniLM's unused pooler. Real failures still raise."""
+    from transformers.utils import logging as hf_logging
+
+    root = logging.getLogger()
+    level, hf_level = root.level, hf_logging.get_verbosity()
+    root.setLevel(logging.ERROR)
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+        hf_logging.set_verbosity(hf_level)
 
 
 @lru_cache(maxsize=32)
@@ -186,7 +208,7 @@ class EmbeddingSpace:
                 "give a model_config file for a custom architecture (see open_clip.list_models())"
             )
         try:
-            with torch.random.fork_rng(devices=[]):
+            with torch.random.fork_rng(devices=[]), _quiet_loaders():
                 if self.spec.init_seed is not None:
                     torch.manual_seed(self.spec.init_seed)
                 model, _, preprocess = open_clip.create_model_and_transforms(

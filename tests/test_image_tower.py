@@ -61,3 +61,25 @@ def test_training_runs_checkpoints_and_resumes(myntra, tmp_path):
     assert first["train_products"] + first["val_products"] == 400
     with pytest.raises(ValueError, match="another configuration"):
         train(TrainConfig(**{**config.__dict__, "lr": 0.1}))
+
+
+def test_the_packaged_tower_is_the_default_and_puts_photos_next_to_their_titles(myntra):
+    """The shipped weights on real test-split photos (never seen in training): titles find their photos."""
+    import json as _json
+
+    from PIL import Image
+
+    from hybrid_core.spaces import PACKAGED_TOWER, default_image_spec
+
+    spec = default_image_spec()
+    assert spec.pretrained_image == str(PACKAGED_TOWER) and spec.dims == 384
+    tower = EmbeddingSpace(spec).load()
+    with (myntra / "catalogue.jsonl").open() as lines:
+        test = [p for p in map(_json.loads, lines) if p["split"] == "test"][:400]
+    images = tower.embed_images([Image.open(myntra / p["image"]) for p in test])
+    titles = tower.embed_texts([p["title"] for p in test])
+    sims = titles @ images.T
+    own = np.diag(sims)
+    assert ((sims > own[:, None]).sum(axis=1) < 10).mean() > 0.6  # own photo in the top 10 of 400
+    watches = [test[i]["article_type"] for i in np.argsort(-(images @ tower.embed_query("black watch")))[:10]]
+    assert watches.count("Watches") >= 7, watches

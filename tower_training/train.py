@@ -176,7 +176,7 @@ def train(
             "epoch": epoch + 1,
             "loss": float(np.mean(losses)),
             "val_recall@10": val_recall,
-            "temperature": float(1 / logit_scale.exp()),
+            "temperature": float(1 / logit_scale.detach().exp()),
             "epoch_s": time.monotonic() - epoch_started,
         }
         history.append(record)
