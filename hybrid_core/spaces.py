@@ -233,6 +233,9 @@ class EmbeddingSpace:
         model.eval()
         self._extra["preprocess"] = preprocess
         self._extra["tokenizer"] = open_clip.get_tokenizer(self.spec.model)
+        text_tower = getattr(model, "text", None)
+        if text_tower is not None and text_tower.__class__.__name__ == "HFTextEncoder":
+            self._extra["hf_pad_id"] = text_tower.config.pad_token_id
         with torch.inference_mode():
             dims = int(model.encode_text(self._extra["tokenizer"](["probe"]).to(self.spec.device)).shape[-1])
         if dims != self.spec.dims:
@@ -263,12 +266,22 @@ class EmbeddingSpace:
         import torch
 
         tokenizer = self._extra["tokenizer"]
+        pad_id = self._extra.get("hf_pad_id")
+        step = max(self.spec.batch_size, 256)
+        # sort by length so each chunk pads little, then restore the input order (as sentence-transformers does)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         chunks = []
         with torch.inference_mode():
-            for start in range(0, len(texts), max(self.spec.batch_size, 256)):
-                tokens = tokenizer(list(texts[start : start + max(self.spec.batch_size, 256)])).to(self.spec.device)
-                chunks.append(self._model.encode_text(tokens, normalize=True).float().cpu().numpy())
-        return _as_float32_rows(np.concatenate(chunks), self.dims, self.name)
+            for start in range(0, len(order), step):
+                tokens = tokenizer([texts[i] for i in order[start : start + step]])
+                if pad_id is not None:
+                    # an HF text tower masks padding itself: cut the columns that are padding in every row
+                    used = int((tokens != pad_id).sum(dim=1).max())
+                    tokens = tokens[:, : max(used, 1)]
+                chunks.append(self._model.encode_text(tokens.to(self.spec.device), normalize=True).float().cpu().numpy())
+        vectors = np.empty((len(texts), self.dims), dtype=np.float32)
+        vectors[order] = np.concatenate(chunks)
+        return _as_float32_rows(vectors, self.dims, self.name)
 
     def embed_images(self, images: list[Image.Image]) -> np.ndarray:
         """PIL images to float32 ``[n, dims]`` unit vectors, with the model's own eval transform."""
