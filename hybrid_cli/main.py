@@ -418,8 +418,6 @@ def eval_command(ctx, queries, catalogue, variant, out_dir) -> None:
     text_space, image_space = settings.embedding_spaces()
     out_path = Path(out_dir)
     out_path.mkdir(parents=True, exist_ok=True)
-    import hashlib
-
     tag = hashlib.sha256(json.dumps(layout.signature(), sort_keys=True).encode()).hexdigest()[:8]
     store = EmbeddedStore(out_path / f"test-{variant}-{tag}.sqlite", layout)
     runtime = IndexingRuntime(store, layout, text_space, image_space, ImageLimits())
@@ -437,17 +435,12 @@ def eval_command(ctx, queries, catalogue, variant, out_dir) -> None:
         results["own_photo_recall@10"] = own_photo_recall(store, image_space, catalogue_path)
     (out_path / f"results-{variant}.json").write_text(json.dumps(results, indent=2))
     columns = ["NDCG@10", "P@10", "P@10 fine", "P@20", "P@20 fine", "P@50", "P@100", "R@100 fine", "MRR fine"]
+    counts = Counter(query_kind(q) for q in query_list)
     for kind, rows in table.items():
-        click.echo(f"\n### {variant} / {kind} queries ({sum(1 for q in query_list if _kind(q) == kind)})\n")
+        click.echo(f"\n### {variant} / {kind} queries ({counts[kind]})\n")
         click.echo(markdown_table(rows, columns))
     if "own_photo_recall@10" in results:
         click.echo(f"\nown-photo Recall@10 (title -> image, {variant} test split): {results['own_photo_recall@10']:.3f}")
-
-
-def _kind(q: dict) -> str:
-    from evaluation.harness import query_kind
-
-    return query_kind(q)
 
 
 @cli.command("kibana-objects")
