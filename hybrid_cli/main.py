@@ -405,8 +405,11 @@ def train_image_tower(catalogue, out_dir, epochs, batch_size, lr, seed, threads,
 @click.pass_context
 def eval_command(ctx, queries, catalogue, variant, out_dir) -> None:
     """Index the test split (once) and run every strategy on every query kind (protocol: ../shared/eval)."""
+    import hashlib
+    from collections import Counter
+
     from evaluation.harness import (
-        DEPTH, index_test_split, load_queries, markdown_table, own_photo_recall, run_strategies,
+        DEPTH, index_test_split, load_queries, markdown_table, own_photo_recall, query_kind, run_strategies,
     )
     from hybrid_core.images import ImageLimits
     from hybrid_core.stores.embedded import EmbeddedStore
