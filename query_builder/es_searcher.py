@@ -122,7 +122,8 @@ class ElasticsearchHybridSearcher(HybridSearcher):
             hits = explain(page, legs, start_rank=query.offset + 1, sources=self.store.sources([d for d, _ in page]))
             sizes = {name: len(ranked) for name, ranked in legs.items()}
         else:
-            response = self.client.search(index=self.store.alias, **request).body
+            # the body exactly as built and tested (its keys "from" and "_source" are not Python kwargs)
+            response = self.client.search(index=self.store.alias, body=request).body
             hits = parse_search_response(response, names, start_rank=query.offset + 1)
             sizes = {name: -1 for name in names}  # the server does not say how many each leg found
         t2 = time.perf_counter()

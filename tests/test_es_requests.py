@@ -279,3 +279,47 @@ def test_bulk_429s_are_retried_then_reported_as_transient():
     assert client.calls == 3  # the first try and max_retries=2 retries
     recovered = BulkClient(busy(), [item("index", "a", 201)])
     assert es_store(recovered).write([doc("a", 1)], []).status == {"a": "written"}
+
+
+class WireClient(Elasticsearch):
+    """The real client; ``perform_request`` records what would go on the wire and answers canned JSON."""
+
+    def __init__(self, answers):
+        super().__init__("http://127.0.0.1:9")
+        self.answers = answers
+        self.sent = []
+
+    def options(self, **_):
+        return self
+
+    def perform_request(self, method, path, *, params=None, headers=None, body=None, **kwargs):
+        self.sent.append((method, path, body))
+        return ObjectApiResponse(body=self.answers[path.rsplit("/", 1)[-1]], meta=None)
+
+
+def test_searcher_sends_the_built_bodies_unchanged(layout, text_space, image_space):
+    from query_builder.es_searcher import ElasticsearchHybridSearcher
+
+    hit = {"_id": "p1", "_score": 0.5, "_source": {"title": "Red Kurta"}}
+    answers = {
+        "_search": {"hits": {"hits": [hit]}},
+        "_msearch": {"responses": [{"hits": {"hits": [{"_id": "p1", "_score": 1.0}]}}] * 4},
+        "_mget": {"docs": [{"_id": "p1", "found": True, "_source": {"title": "Red Kurta"}}]},
+    }
+    client = WireClient(answers)
+    store = ElasticsearchStore(client, layout)
+    store._checked = True
+    query = HybridQuery(text="red kurta", size=3, offset=1, fusion=FusionConfig(rank_window_size=10))
+
+    server = ElasticsearchHybridSearcher(store, layout, text_space, image_space, mode="retrievers")
+    server._cluster = Cluster((9, 2), "enterprise")
+    _, body, _ = server.requests(query)
+    result = server.search(query)
+    method, path, sent = client.sent[-1]
+    assert (method, path) == ("POST", "/products/_search") and sent == body and sent["from"] == 1 and "_source" in sent
+    assert result.hits[0].id == "p1" and result.fusion["mode"] == "retrievers"
+
+    first_page = HybridQuery(text="red kurta", size=3, fusion=FusionConfig(rank_window_size=10))
+    legs = ElasticsearchHybridSearcher(store, layout, text_space, image_space, mode="legs").search(first_page)
+    assert [p for _, p, _ in client.sent[-2:]] == ["/_msearch", "/products/_mget"]
+    assert set(legs.legs) == {"bm25", "text", "cross", "product"} and legs.hits[0].legs["bm25"].rank == 1
