@@ -25,6 +25,7 @@ from hybrid_core.layout import FieldLayout
 from hybrid_core.products import Product, Update, image_hash, parse_update
 from hybrid_core.spaces import EmbeddingSpace
 from hybrid_core.stores.base import ExistingDoc, ItemErrorRecord, Store, StoredDoc
+from hybrid_core.vectors import unit
 
 log = logging.getLogger(__name__)
 
@@ -78,11 +79,6 @@ class _Pending:
         if self.previous is None or self.previous.deleted or current_hash != stored_hash:
             return None
         return self.previous.vectors.get(name)
-
-
-def _unit(vector: np.ndarray) -> np.ndarray:
-    norm = float(np.linalg.norm(vector))
-    return (vector / norm).astype(np.float32) if norm > 0 else vector.astype(np.float32)
 
 
 def process_batch(
@@ -202,11 +198,11 @@ def _encode(
         start = 0
         for p in need_image:
             count = len(p.images)
-            p.vectors["image_vector"] = _unit(image_vectors[start : start + count].mean(axis=0))
+            p.vectors["image_vector"] = unit(image_vectors[start : start + count].mean(axis=0))
             start += count
     if need_cross:
         cross = image_space.embed_texts([p.product.embedding_text for p in need_cross])
         for p, text_in_image_space in zip(need_cross, cross):
             image_vector = p.vectors.get("image_vector")
             combined = text_in_image_space if image_vector is None else text_in_image_space + image_vector
-            p.vectors["product_vector"] = _unit(combined)
+            p.vectors["product_vector"] = unit(combined)

@@ -22,8 +22,8 @@ from hybrid_core.filters import parse_filters
 from hybrid_core.results import SearchResult
 from query_builder.es_requests import (
     MODES,
-    legacy_body,
     leg_bodies,
+    legacy_body,
     msearch_searches,
     parse_leg_responses,
     parse_search_response,

@@ -23,6 +23,7 @@ from hybrid_core.layout import FieldLayout
 from hybrid_core.results import Hit, LegScore, SearchResult
 from hybrid_core.spaces import EmbeddingSpace
 from hybrid_core.stores.base import RankedIds, Store
+from hybrid_core.vectors import unit
 from query_builder.fusion import linear, rrf
 from query_builder.query import HybridQuery
 
@@ -44,11 +45,6 @@ class LegPlan:
     name: str
     field: str | None = None
     vector: np.ndarray | None = None
-
-
-def _unit(vector: np.ndarray) -> np.ndarray:
-    norm = float(np.linalg.norm(vector))
-    return vector / norm if norm > 0 else vector
 
 
 class HybridSearcher:
@@ -96,7 +92,7 @@ class HybridSearcher:
                 raise ValidationError(f"query image: {exc}") from None
             vectors.image = self.image_space.embed_images([picture])[0]
         if vectors.cross is not None and vectors.image is not None:
-            vectors.combined = _unit(vectors.cross + vectors.image)
+            vectors.combined = unit(vectors.cross + vectors.image)
         return vectors
 
     # -- planning --------------------------------------------------------------------------

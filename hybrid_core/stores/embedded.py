@@ -31,6 +31,7 @@ from hybrid_core.errors import LayoutError, StoreError, TransientStoreError, Val
 from hybrid_core.filters import Condition, to_sql
 from hybrid_core.layout import FieldLayout
 from hybrid_core.stores.base import ExistingDoc, ItemErrorRecord, RankedIds, StoredDoc, WriteOutcome
+from hybrid_core.vectors import unit
 
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
 _TOKEN = re.compile(r"\w+", re.UNICODE)
@@ -38,9 +39,7 @@ MAX_QUERY_TOKENS = 64
 
 
 def _blob(vector: np.ndarray) -> bytes:
-    vec = np.asarray(vector, dtype="<f4")
-    norm = float(np.linalg.norm(vec))
-    return (vec / norm if norm > 0 else vec).tobytes()
+    return unit(vector).astype("<f4").tobytes()
 
 
 def fts_match_expression(text: str) -> str | None:
