@@ -17,6 +17,7 @@ import logging
 import os
 import tempfile
 import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -35,6 +36,7 @@ if TYPE_CHECKING:  # pragma: no cover
 MODEL_CONFIG_DIR = Path(__file__).parent / "model_configs"
 
 KINDS = ("sentence-transformers", "open_clip")
+QUERY_CACHE_SIZE = 1024
 
 
 @dataclass(frozen=True)
@@ -301,8 +303,16 @@ class EmbeddingSpace:
         return _as_float32_rows(np.concatenate(chunks), self.dims, self.name)
 
     def embed_query(self, text: str) -> np.ndarray:
-        """One query text to a 1-D unit vector."""
-        return self.embed_texts([text])[0]
+        """One query text to a 1-D unit vector; recent queries are remembered (repeated searches,
+        and every strategy of an evaluation, encode a text once)."""
+        cache = self._extra.setdefault("query_cache", OrderedDict())
+        if text in cache:
+            cache.move_to_end(text)
+        else:
+            cache[text] = self.embed_texts([text])[0]
+            if len(cache) > QUERY_CACHE_SIZE:
+                cache.popitem(last=False)
+        return cache[text].copy()
 
 
 def packaged_minilm_path() -> str:

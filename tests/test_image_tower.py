@@ -84,3 +84,11 @@ def test_the_packaged_tower_is_the_default_and_puts_photos_next_to_their_titles(
     assert ((sims > own[:, None]).sum(axis=1) < 10).mean() > 0.6  # own photo in the top 10 of 400
     watches = [test[i]["article_type"] for i in np.argsort(-(images @ tower.embed_query("black watch")))[:10]]
     assert watches.count("Watches") >= 7, watches
+
+
+def test_query_embeddings_are_cached_and_copied(text_space):
+    first = text_space.embed_query("red kurta")
+    first[:] = 0  # a caller scribbling on its vector does not reach the cache
+    again = text_space.embed_query("red kurta")
+    np.testing.assert_allclose(again, text_space.embed_texts(["red kurta"])[0], atol=1e-6)
+    assert np.linalg.norm(again) == pytest.approx(1.0, abs=1e-5)
