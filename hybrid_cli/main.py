@@ -373,11 +373,41 @@ def mappings(ctx) -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=int, default=2, show_default=True)
 @click.option("--limit", type=int, default=None, help="Use only the first N train products (smoke runs).")
-def train_image_tower(catalogue, out_dir, epochs, batch_size, lr, seed, threads, limit) -> None:
-    """Train the catalogue image tower against the frozen MiniLM (train split only; resumes from --out)."""
+@click.option("--architecture", default="lcnet_075", show_default=True, help="Any timm image model.")
+@click.option("--image-size", nargs=2, type=int, default=(80, 64), show_default=True, help="Height and width fed to the tower.")
+@click.option("--projection", type=click.Choice(["", "linear", "mlp"]), default="", help="'' uses the timm classifier as the projection.")
+@click.option("--drop", type=float, default=0.0, show_default=True, help="Dropout before a linear/mlp projection.")
+@click.option("--drop-path", type=float, default=0.0, show_default=True)
+@click.option("--augment-strength", type=float, default=1.0, show_default=True)
+@click.option("--weight-decay", type=float, default=0.05, show_default=True)
+@click.option("--single-positive", is_flag=True, help="Mask same-title pairs instead of treating them as positives.")
+def train_image_tower(
+    catalogue, out_dir, epochs, batch_size, lr, seed, threads, limit, architecture, image_size, projection, drop, drop_path, augment_strength, weight_decay, single_positive
+) -> None:
+    """Train the catalogue image tower against the frozen MiniLM (train split only; resumes from --out).
+
+    To ship a run: copy DIR/catalogue-tower.json to hybrid_core/model_configs/ and DIR/visual.pt to
+    hybrid_core/model_weights/catalogue-tower-visual.pt."""
     from tower_training.train import TrainConfig, train
 
-    config = TrainConfig(catalogue, out_dir, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, threads=threads, limit=limit)
+    config = TrainConfig(
+        catalogue,
+        out_dir,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        threads=threads,
+        limit=limit,
+        architecture=architecture,
+        image_size=tuple(image_size),
+        projection=projection,
+        drop=drop,
+        drop_path=drop_path,
+        augment_strength=augment_strength,
+        weight_decay=weight_decay,
+        multi_positive=not single_positive,
+    )
     with _progress() as progress:
         current: dict[str, Any] = {}
 

@@ -92,3 +92,51 @@ def test_query_embeddings_are_cached_and_copied(text_space):
     again = text_space.embed_query("red kurta")
     np.testing.assert_allclose(again, text_space.embed_texts(["red kurta"])[0], atol=1e-6)
     assert np.linalg.norm(again) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_the_contrastive_loss_treats_same_title_products_as_positives():
+    import torch.nn.functional as F
+
+    from tower_training.train import contrastive_loss
+
+    torch.manual_seed(0)
+    logits = torch.randn(4, 4)
+    none_same = torch.zeros(4, 4, dtype=torch.bool)
+    labels = torch.arange(4)
+    plain = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+    # without duplicate titles both forms are the plain symmetric InfoNCE
+    assert torch.allclose(contrastive_loss(logits, none_same, multi_positive=True), plain)
+    assert torch.allclose(contrastive_loss(logits, none_same, multi_positive=False), plain)
+    # products 0 and 1 share a title: a photo matching the other's title is no longer punished
+    same = none_same.clone()
+    same[0, 1] = same[1, 0] = True
+    swapped = logits.clone()
+    swapped[0, 1], swapped[0, 0] = logits[0, 0] + 5, logits[0, 1]
+    assert contrastive_loss(swapped, same, multi_positive=True) < contrastive_loss(swapped, none_same, multi_positive=True)
+    target = torch.tensor([[0.5, 0.5, 0, 0], [0.5, 0.5, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1.0]])
+    by_hand = (-(target * F.log_softmax(logits, 1)).sum(1).mean() - (target * F.log_softmax(logits.T, 1)).sum(1).mean()) / 2
+    assert torch.allclose(contrastive_loss(logits, same, multi_positive=True), by_hand)
+
+
+def test_a_training_run_writes_the_openclip_config_of_its_architecture(tmp_path):
+    from tower_training.train import TrainConfig, tower_model_config, tower_spec
+
+    from tower_training.train import _check_forward
+
+    written = tmp_path / "catalogue-tower.json"
+    config = TrainConfig("unused.jsonl", str(tmp_path), architecture="resnet10t", image_size=(48, 40), projection="linear", drop=0.1)
+    written.write_text(json.dumps(tower_model_config(config)))
+    model, _ = EmbeddingSpace(tower_spec(None, model_config=written)).load().open_clip_model()
+    assert model.visual.image_size == (48, 40) and model.visual.head.drop.p == 0.1
+    assert model.visual(torch.zeros(2, 3, 48, 40)).shape == (2, 384)
+    # MobileNetV3 has a conv_head after pooling: OpenCLIP's linear head would be sized wrong
+    config = TrainConfig("unused.jsonl", str(tmp_path), architecture="mobilenetv3_small_100", image_size=(48, 40), projection="linear")
+    written.write_text(json.dumps(tower_model_config(config)))
+    model, _ = EmbeddingSpace(tower_spec(None, model_config=written)).load().open_clip_model()
+    with pytest.raises(ValueError, match="'mobilenetv3_small_100' with projection 'linear'.*does not run"):
+        _check_forward(model.visual, config)
+    config = TrainConfig("unused.jsonl", str(tmp_path), architecture="mobilenetv3_small_100", image_size=(48, 40))
+    written.write_text(json.dumps(tower_model_config(config)))
+    model, _ = EmbeddingSpace(tower_spec(None, model_config=written)).load().open_clip_model()
+    _check_forward(model.visual, config)
+    assert model.visual.training

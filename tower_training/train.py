@@ -17,7 +17,7 @@ import json
 import math
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -25,16 +25,39 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from hybrid_core.spaces import EmbeddingSpace, SpaceSpec, catalogue_tower_spec, default_text_spec
+from hybrid_core.spaces import MODEL_CONFIG_DIR, EmbeddingSpace, SpaceSpec, catalogue_tower_spec, default_text_spec
 from tower_training.augment import augment
 from tower_training.data import build, is_validation, read_split
 
 WEIGHTS_NAME = "visual.pt"
 
 
-def tower_spec(weights: str | Path | None, *, device: str = "cpu") -> SpaceSpec:
-    """The image space of a tower (``weights``: an exported ``visual.pt``; ``None``: untrained)."""
-    return catalogue_tower_spec(weights, device=device)
+CONFIG_NAME = "catalogue-tower.json"
+
+
+def tower_spec(weights: str | Path | None, *, device: str = "cpu", model_config: str | Path | None = None) -> SpaceSpec:
+    """The image space of a tower (``weights``: an exported ``visual.pt``; ``None``: untrained;
+    ``model_config``: the architecture a training run wrote, default the packaged one)."""
+    spec = catalogue_tower_spec(weights, device=device)
+    return replace(spec, model_config=str(model_config)) if model_config else spec
+
+
+def tower_model_config(config: TrainConfig) -> dict[str, Any]:
+    """The OpenCLIP model config of the architecture ``config`` trains: the packaged text tower
+    (MiniLM, ``{packaged_minilm}``) and a timm image tower."""
+    packaged = json.loads((MODEL_CONFIG_DIR / CONFIG_NAME).read_text())
+    vision: dict[str, Any] = {
+        "timm_model_name": config.architecture,
+        "timm_model_pretrained": False,
+        "timm_pool": "avg",
+        "timm_proj": config.projection,
+        "image_size": list(config.image_size),
+    }
+    if config.projection and config.drop:
+        vision["timm_drop"] = config.drop
+    if config.drop_path:
+        vision["timm_drop_path"] = config.drop_path
+    return {**packaged, "vision_cfg": vision}
 
 
 @dataclass
@@ -52,6 +75,14 @@ class TrainConfig:
     seed: int = 0
     threads: int = 2
     limit: int | None = None  # train on the first N products only (smoke tests)
+    # the image tower: any timm model, at a size near the photos' own (Myntra's are 60x80)
+    architecture: str = "lcnet_075"
+    image_size: tuple[int, int] = (80, 64)  # (height, width)
+    projection: str = ""  # "": the timm classifier is the projection; "linear"/"mlp": OpenCLIP's head
+    drop: float = 0.0  # dropout before OpenCLIP's projection head
+    drop_path: float = 0.0
+    # products whose titles are (near) identical are positives of each other, not negatives
+    multi_positive: bool = True
 
 
 def _recall_at(image_vectors: torch.Tensor, text_vectors: torch.Tensor, k: int = 10) -> float:
@@ -60,6 +91,43 @@ def _recall_at(image_vectors: torch.Tensor, text_vectors: torch.Tensor, k: int =
     own = sims.diagonal().unsqueeze(1)
     rank = (sims > own).sum(dim=1)
     return float((rank < k).float().mean())
+
+
+def contrastive_loss(logits: torch.Tensor, same_title: torch.Tensor, *, multi_positive: bool) -> torch.Tensor:
+    """Symmetric InfoNCE over a batch (``logits[i, j]``: image i against title j).
+
+    Catalogues repeat titles ("Nike Men Black Sports Shoes" dozens of times), so a photo's
+    in-batch "negatives" include titles identical to its own. ``multi_positive`` spreads the
+    target evenly over every title the same as the photo's (a supervised-contrastive target);
+    otherwise such pairs are only masked out of the softmax.
+    """
+    same = same_title.clone()
+    same.fill_diagonal_(True)
+    if multi_positive:
+        target = same.float() / same.sum(dim=1, keepdim=True)
+        image_to_text = -(target * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+        text_to_image = -(target * F.log_softmax(logits.T, dim=1)).sum(dim=1).mean()
+        return (image_to_text + text_to_image) / 2
+    same.fill_diagonal_(False)
+    masked = logits.masked_fill(same, float("-inf"))
+    labels = torch.arange(len(logits))
+    return (F.cross_entropy(masked, labels) + F.cross_entropy(masked.T, labels)) / 2
+
+
+def _check_forward(visual: torch.nn.Module, config: TrainConfig) -> None:
+    """Fail before hours of loading and training when the architecture and projection do not fit
+    (OpenCLIP sizes a linear/mlp head from ``num_features``, which is wrong for timm models with a
+    ``conv_head`` such as LCNet and MobileNetV3: use ``projection=""`` for those)."""
+    visual.eval()
+    try:
+        with torch.inference_mode():
+            visual(torch.zeros(1, 3, *config.image_size))
+    except RuntimeError as exc:
+        raise ValueError(
+            f"image tower {config.architecture!r} with projection {config.projection!r} at {config.image_size} does not run: {exc}"
+        ) from None
+    finally:
+        visual.train()
 
 
 def encode_images(visual: torch.nn.Module, images: torch.Tensor, batch: int = 512) -> torch.Tensor:
@@ -105,9 +173,12 @@ def train(
     train_products = [p for p in products if not is_validation(p["id"], config.val_fraction)]
     val_products = [p for p in products if is_validation(p["id"], config.val_fraction)]
 
-    space = EmbeddingSpace(tower_spec(None)).load()
+    model_config = out / CONFIG_NAME
+    model_config.write_text(json.dumps(tower_model_config(config), indent=2) + "\n")
+    space = EmbeddingSpace(tower_spec(None, model_config=model_config)).load()
     model, preprocess = space.open_clip_model()
     visual = model.visual
+    _check_forward(visual, config)
     logit_scale = torch.nn.Parameter(torch.tensor(math.log(1 / 0.07)))
 
     text = EmbeddingSpace(default_text_spec())
@@ -160,12 +231,7 @@ def train(
             targets = train_data.text_vectors[index]
             embedded = F.normalize(visual(images), dim=-1)
             logits = logit_scale.exp().clamp(max=100) * embedded @ targets.T
-            # products with (near) identical titles are not negatives of each other
-            same = (targets @ targets.T) > config.false_negative_threshold
-            same.fill_diagonal_(False)
-            logits = logits.masked_fill(same, float("-inf"))
-            labels = torch.arange(len(index))
-            loss = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+            loss = contrastive_loss(logits, targets @ targets.T > config.false_negative_threshold, multi_positive=config.multi_positive)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
