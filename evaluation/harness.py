@@ -18,8 +18,11 @@ import numpy as np
 from evaluation.metrics import evaluate
 from hybrid_core.errors import ValidationError
 from hybrid_core.spaces import EmbeddingSpace
-from hybrid_core.stores.embedded import EmbeddedStore
+from hybrid_core.stores.base import Store
 from indexer.pipeline import IndexingRuntime, process_batch
+from query_builder.diversify import Diversity, distinct_looks
+from query_builder.profile import FusionProfile
+from query_builder.profile import query_kind as _kind
 from query_builder.query import FusionConfig, HybridQuery
 from query_builder.searcher import HybridSearcher
 
@@ -27,11 +30,30 @@ VARIANTS = {"full": "title", "sparse": "title_sparse"}
 DEPTH = 100
 
 
+LOOKS_THRESHOLD = 0.95  # image-vector cosine at which two hits show the same look (see docs/evaluation.md)
+DIVERSITY = Diversity(relevance_weight=0.7, top_n=50)
+
+
 @dataclass(frozen=True)
 class Strategy:
     name: str
     legs: tuple[str, ...] | None
     fusion: FusionConfig = field(default_factory=lambda: FusionConfig(rank_window_size=DEPTH))
+    profile: FusionProfile | None = None  # per query kind fusion (and legs), overriding ``fusion``
+    diversity: Diversity | None = None
+
+    def query(self, q: dict[str, Any], images_root: Path) -> HybridQuery:
+        image = images_root / q["image"] if q.get("image") else None
+        hq = HybridQuery(text=q.get("text"), image=image, size=DEPTH, fusion=self.fusion, legs=self.legs, diversity=self.diversity)
+        return self.profile.apply(hq) if self.profile else hq
+
+
+def with_tuned(strategies: tuple[Strategy, ...], profile: FusionProfile | None) -> tuple[Strategy, ...]:
+    """The protocol's strategies, plus MMR on the best hybrid, plus the tuned profile (when given)."""
+    extra = [Strategy("hybrid RRF + MMR", None, diversity=DIVERSITY)]
+    if profile is not None:
+        extra = [Strategy("tuned", None, profile=profile), Strategy("tuned + MMR", None, profile=profile, diversity=DIVERSITY)]
+    return strategies + tuple(extra)
 
 
 STRATEGIES = (
@@ -46,9 +68,7 @@ STRATEGIES = (
 
 
 def query_kind(query: dict[str, Any]) -> str:
-    if query.get("text") and query.get("image"):
-        return "text+image"
-    return "image" if query.get("image") else "text"
+    return _kind(query.get("text"), query.get("image"))
 
 
 def load_queries(path: str | Path) -> list[dict[str, Any]]:
@@ -57,7 +77,7 @@ def load_queries(path: str | Path) -> list[dict[str, Any]]:
 
 
 def index_test_split(
-    catalogue: Path, store: EmbeddedStore, runtime: IndexingRuntime, variant: str, *, batch_size: int = 256, progress: Callable[[int], None] | None = None
+    catalogue: Path, store: Store, runtime: IndexingRuntime, variant: str, *, batch_size: int = 256, progress: Callable[[int], None] | None = None
 ) -> int:
     """Index the test split through the worker's pipeline (reused when already complete)."""
     with catalogue.open() as lines:
@@ -82,7 +102,10 @@ def run_strategies(
     strategies: tuple[Strategy, ...] = STRATEGIES,
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, dict[str, dict[str, float]]]:
-    """``{kind: {strategy: metrics}}`` for every strategy whose legs apply to the kind."""
+    """``{kind: {strategy: metrics}}`` for every strategy whose legs apply to the kind.
+
+    Besides the IR metrics, ``looks@10``: the mean number of distinct looks (image vectors
+    below ``LOOKS_THRESHOLD`` cosine of each other) among the first ten hits."""
     by_kind: dict[str, list[dict[str, Any]]] = {}
     for q in queries:
         by_kind.setdefault(query_kind(q), []).append(q)
@@ -91,23 +114,26 @@ def run_strategies(
         qrels = {q["id"]: {d: int(g) for d, g in q["relevance"].items()} for q in group}
         for strategy in strategies:
             run: dict[str, dict[str, float]] = {}
+            looks = []
             try:
                 for q in group:
-                    image = images_root / q["image"] if q.get("image") else None
-                    hq = HybridQuery(text=q.get("text"), image=image, size=DEPTH, fusion=strategy.fusion, legs=strategy.legs)
-                    result = searcher.search(hq)
+                    result = searcher.search(strategy.query(q, images_root))
                     run[q["id"]] = {h.id: float(len(result.hits) - i) for i, h in enumerate(result.hits)}
+                    first = [h.id for h in result.hits[:10]]
+                    stored = searcher.store.existing(first)
+                    vectors = {i: d.vectors["image_vector"] for i, d in stored.items() if "image_vector" in d.vectors}
+                    looks.append(distinct_looks(first, vectors, threshold=LOOKS_THRESHOLD))
                     if progress:
                         progress(1)
             except ValidationError as exc:
                 if "applies to this query" in str(exc):
                     continue  # e.g. image kNN for text-only queries
                 raise
-            table.setdefault(kind, {})[strategy.name] = evaluate(qrels, run)
+            table.setdefault(kind, {})[strategy.name] = {**evaluate(qrels, run), "looks@10": float(np.mean(looks))}
     return table
 
 
-def own_photo_recall(store: EmbeddedStore, image_space: EmbeddingSpace, catalogue: Path, k: int = 10) -> float:
+def own_photo_recall(store: Store, image_space: EmbeddingSpace, catalogue: Path, k: int = 10) -> float:
     """Share of test products whose own photo is among the k image vectors nearest to their title
     (the title encoded by the image space's text tower: cross-modal)."""
     with catalogue.open() as lines:

@@ -33,3 +33,14 @@ def evaluate(qrels: Mapping[str, Mapping[str, int]], run: Mapping[str, Mapping[s
     filled = {q: dict(run.get(q) or {"__none__": 0.0}) for q in qrels}
     scores = ranx_evaluate(Qrels({q: dict(r) for q, r in qrels.items()}), Run(filled), list(METRICS.values()), make_comparable=True)
     return {name: float(scores[metric]) for name, metric in METRICS.items()}
+
+
+def per_query(qrels: Mapping[str, Mapping[str, int]], run: Mapping[str, Mapping[str, float]], name: str) -> dict[str, float]:
+    """One metric (a key of ``METRICS``) for each query of ``qrels``."""
+    from ranx import Qrels, Run
+    from ranx import evaluate as ranx_evaluate
+
+    metric = METRICS[name]
+    filled = Run({q: dict(run.get(q) or {"__none__": 0.0}) for q in qrels})
+    ranx_evaluate(Qrels({q: dict(r) for q, r in qrels.items()}), filled, metric, make_comparable=True)
+    return {q: float(filled.scores[metric][q]) for q in qrels}

@@ -167,15 +167,25 @@ def worker(ctx, concurrency, pool, loglevel, hostname) -> None:
 @click.option("--mode", type=click.Choice(["auto", "retrievers", "legacy", "legs"]), default="auto", show_default=True,
               help="Elasticsearch execution: server-side retrievers, legacy knn+query sum, client-side legs, or auto.")
 @click.option("--show-request", is_flag=True, help="Print the Elasticsearch request as Kibana Dev Tools console text; do not search.")
+@click.option("--fusion-profile", type=click.Path(exists=True, dir_okay=False),
+              help="Fusion per query kind from `tune` (default: the fusion_profile setting); --fusion/--weights/... override it.")
+@click.option("--diversify", "relevance_weight", type=float, default=None,
+              help="MMR over image vectors: lambda in 0..1 (1 = relevance only), e.g. 0.7.")
+@click.option("--diversify-top", type=int, default=50, show_default=True, help="How many fused hits MMR re-ranks.")
 @click.pass_context
-def search(ctx, text, image, filters, fusion, weights, normalizer, rank_constant, rank_window_size, legs, size, offset, as_json, mode, show_request) -> None:
+def search(ctx, text, image, filters, fusion, weights, normalizer, rank_constant, rank_window_size, legs, size, offset, as_json, mode,
+           show_request, fusion_profile, relevance_weight, diversify_top) -> None:
     """Hybrid search with text and/or an image; every hit is explained leg by leg."""
+    from query_builder.diversify import Diversity
     from query_builder.es_requests import console as console_text
     from query_builder.es_searcher import ElasticsearchHybridSearcher
+    from query_builder.profile import FusionProfile
     from query_builder.query import FusionConfig, HybridQuery
     from query_builder.searcher import HybridSearcher
 
     settings = _settings(ctx)
+    explicit = {name for name in ("fusion", "weights", "normalizer", "rank_constant", "rank_window_size")
+                if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE}
     try:
         query = HybridQuery(
             text=text,
@@ -191,7 +201,11 @@ def search(ctx, text, image, filters, fusion, weights, normalizer, rank_constant
                 normalizer=normalizer,
             ),
             legs=tuple(leg.strip() for leg in legs.split(",")) if legs else None,
+            diversity=Diversity(relevance_weight, diversify_top) if relevance_weight is not None else None,
         )
+        profile_path = fusion_profile or settings.fusion_profile
+        if profile_path and not explicit:
+            query = FusionProfile.load(profile_path).apply(query)
         text_space, image_space = settings.embedding_spaces()
         layout = settings.layout()
         on_es = settings.store == "elasticsearch"
@@ -215,7 +229,7 @@ def search(ctx, text, image, filters, fusion, weights, normalizer, rank_constant
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
         return
-    table = Table(title=f"{query.text or ''}{' + image' if image else ''}  ({fusion})", show_lines=False)
+    table = Table(title=f"{query.text or ''}{' + image' if image else ''}  ({query.fusion.method})", show_lines=False)
     table.add_column("#", justify="right")
     table.add_column("id")
     table.add_column("score", justify="right")
@@ -427,53 +441,153 @@ def train_image_tower(
     console.print(f"best val recall@10 {summary['best_val_recall@10']:.3f}; weights in {Path(out_dir) / 'visual.pt'}")
 
 
-@cli.command("eval")
-@click.option("--queries", type=click.Path(exists=True, dir_okay=False), required=True)
-@click.option("--catalogue", type=click.Path(exists=True, dir_okay=False), required=True)
-@click.option("--variant", type=click.Choice(["full", "sparse"]), default="full", show_default=True)
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Index, results JSON.")
-@click.pass_context
-def eval_command(ctx, queries, catalogue, variant, out_dir) -> None:
-    """Index the test split (once) and run every strategy on every query kind (protocol: ../shared/eval)."""
-    import hashlib
-    from collections import Counter
+def _evaluation_searcher(ctx, catalogue: Path, variant: str, out_dir: Path, store_kind: str, progress: Progress):
+    """The test split indexed (once) through the worker's pipeline, and a searcher over it.
 
-    from evaluation.harness import (
-        DEPTH, index_test_split, load_queries, markdown_table, own_photo_recall, query_kind, run_strategies,
-    )
+    ``embedded``: a SQLite file in ``out_dir`` named by variant and layout; ``elasticsearch``:
+    the alias ``<es_alias>-eval-<variant>`` on the configured cluster (``HYBRID_SEARCH_ES_URL``)."""
+    import hashlib
+    from dataclasses import replace
+
+    from evaluation.harness import index_test_split
     from hybrid_core.images import ImageLimits
-    from hybrid_core.stores.embedded import EmbeddedStore
     from indexer.pipeline import IndexingRuntime
     from query_builder.searcher import HybridSearcher
 
     settings = _settings(ctx)
     layout = settings.layout()
     text_space, image_space = settings.embedding_spaces()
+    if store_kind == "elasticsearch":
+        from query_builder.es_searcher import ElasticsearchHybridSearcher
+
+        es_settings = replace(settings, store="elasticsearch", es_alias=f"{settings.es_alias}-eval-{variant}", es_refresh="wait_for")
+        store = es_settings.open_store()
+        store.ensure_index()
+        searcher = ElasticsearchHybridSearcher(store, layout, text_space, image_space, mode="auto")
+    else:
+        from hybrid_core.stores.embedded import EmbeddedStore
+
+        tag = hashlib.sha256(json.dumps(layout.signature(), sort_keys=True).encode()).hexdigest()[:8]
+        store = EmbeddedStore(out_dir / f"test-{variant}-{tag}.sqlite", layout)
+        searcher = HybridSearcher(store, layout, text_space, image_space)
+    runtime = IndexingRuntime(store, layout, text_space, image_space, ImageLimits())
+    task = progress.add_task(f"indexing test split ({variant}, {store_kind})", total=None)
+    index_test_split(catalogue, store, runtime, variant, progress=lambda n: progress.advance(task, n))
+    return store, searcher, image_space
+
+
+_EVAL_OPTIONS = [
+    click.option("--queries", type=click.Path(exists=True, dir_okay=False), required=True),
+    click.option("--catalogue", type=click.Path(exists=True, dir_okay=False), required=True),
+    click.option("--variant", type=click.Choice(["full", "sparse"]), default="full", show_default=True),
+    click.option("--store", "store_kind", type=click.Choice(["embedded", "elasticsearch"]), default="embedded", show_default=True),
+    click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Index (embedded), results."),
+]
+
+
+def _eval_options(command):
+    for option in reversed(_EVAL_OPTIONS):
+        command = option(command)
+    return command
+
+
+@cli.command("eval")
+@_eval_options
+@click.option("--fusion-profile", type=click.Path(exists=True, dir_okay=False), help="Add the tuned strategies (from `tune`).")
+@click.pass_context
+def eval_command(ctx, queries, catalogue, variant, store_kind, out_dir, fusion_profile) -> None:
+    """Index the test split (once) and run every strategy on every query kind (protocol: ../shared/eval).
+
+    Writes results-<variant>.json and precision-<variant>.png to --out."""
+    from collections import Counter
+
+    from evaluation.harness import DEPTH, STRATEGIES, load_queries, markdown_table, own_photo_recall, query_kind, run_strategies, with_tuned
+    from evaluation.plot import precision_plot
+    from query_builder.profile import FusionProfile
+
+    settings = _settings(ctx)
+    profile_path = fusion_profile or settings.fusion_profile
+    try:
+        profile = FusionProfile.load(profile_path) if profile_path else None
+    except SearchError as exc:
+        _fail(str(exc))
     out_path = Path(out_dir)
     out_path.mkdir(parents=True, exist_ok=True)
-    tag = hashlib.sha256(json.dumps(layout.signature(), sort_keys=True).encode()).hexdigest()[:8]
-    store = EmbeddedStore(out_path / f"test-{variant}-{tag}.sqlite", layout)
-    runtime = IndexingRuntime(store, layout, text_space, image_space, ImageLimits())
     catalogue_path = Path(catalogue)
     query_list = load_queries(queries)
     with _progress() as progress:
-        task = progress.add_task(f"indexing test split ({variant})", total=None)
-        index_test_split(catalogue_path, store, runtime, variant, progress=lambda n: progress.advance(task, n))
-        searcher = HybridSearcher(store, layout, text_space, image_space)
+        store, searcher, image_space = _evaluation_searcher(ctx, catalogue_path, variant, out_path, store_kind, progress)
         task = progress.add_task("queries x strategies", total=None)
-        table = run_strategies(searcher, query_list, catalogue_path.parent, progress=lambda n: progress.advance(task, n))
-    results: dict[str, Any] = {"variant": variant, "depth": DEPTH, "queries": str(queries), "kinds": table,
-                               "models": {v.name: v.model_id for v in layout.vector_fields}}
+        table = run_strategies(searcher, query_list, catalogue_path.parent, with_tuned(STRATEGIES, profile),
+                               progress=lambda n: progress.advance(task, n))
+    layout = settings.layout()
+    results: dict[str, Any] = {"variant": variant, "store": store_kind, "depth": DEPTH, "queries": str(queries), "kinds": table,
+                               "counts": dict(Counter(query_kind(q) for q in query_list)),
+                               "models": {v.name: v.model_id for v in layout.vector_fields},
+                               "fusion_profile": profile.to_dict() if profile else None}
     if image_space is not None:
         results["own_photo_recall@10"] = own_photo_recall(store, image_space, catalogue_path)
     (out_path / f"results-{variant}.json").write_text(json.dumps(results, indent=2))
-    columns = ["NDCG@10", "P@10", "P@10 fine", "P@20", "P@20 fine", "P@50", "P@100", "R@100 fine", "MRR fine"]
-    counts = Counter(query_kind(q) for q in query_list)
+    precision_plot(results, out_path / f"precision-{variant}.png")
+    columns = ["NDCG@10", "P@10", "P@10 fine", "P@20", "P@20 fine", "P@50", "P@50 fine", "P@100", "P@100 fine", "R@100 fine", "MRR fine", "looks@10"]
     for kind, rows in table.items():
-        click.echo(f"\n### {variant} / {kind} queries ({counts[kind]})\n")
+        click.echo(f"\n### {variant} / {kind} queries ({results['counts'][kind]})\n")
         click.echo(markdown_table(rows, columns))
     if "own_photo_recall@10" in results:
         click.echo(f"\nown-photo Recall@10 (title -> image, {variant} test split): {results['own_photo_recall@10']:.3f}")
+    click.echo(f"\nwritten: {out_path / f'results-{variant}.json'}, {out_path / f'precision-{variant}.png'}")
+
+
+@cli.command()
+@_eval_options
+@click.option("--folds", type=int, default=5, show_default=True, help="Cross-validation folds over the queries.")
+@click.option("--profile-out", type=click.Path(dir_okay=False), help="Where to write the profile (default: --out/fusion-profile-<variant>.json).")
+@click.pass_context
+def tune(ctx, queries, catalogue, variant, store_kind, out_dir, folds, profile_out) -> None:
+    """Choose fusion method and per-leg weights per query kind on the dev queries (NDCG@10), estimate how the
+    choice generalizes by cross-validation over query folds, and write a fusion profile that `search` and
+    `eval` load (--fusion-profile, or fusion_profile / HYBRID_SEARCH_FUSION_PROFILE in the settings)."""
+    from evaluation.harness import load_queries
+    from evaluation.tuning import tune as run_tuning
+
+    out_path = Path(out_dir)
+    out_path.mkdir(parents=True, exist_ok=True)
+    catalogue_path = Path(catalogue)
+    query_list = load_queries(queries)
+    with _progress() as progress:
+        _, searcher, _ = _evaluation_searcher(ctx, catalogue_path, variant, out_path, store_kind, progress)
+        task = progress.add_task("legs per query", total=len(query_list))
+        try:
+            profile, report = run_tuning(searcher, query_list, catalogue_path.parent, folds=folds, progress=lambda n: progress.advance(task, n))
+        except SearchError as exc:
+            _fail(str(exc))
+    profile.notes["variant"] = variant
+    profile.notes["queries"] = str(queries)
+    target = Path(profile_out) if profile_out else out_path / f"fusion-profile-{variant}.json"
+    profile.save(target)
+    table = Table(title=f"tuning ({variant}, NDCG@10, {folds}-fold cross-validation over queries)")
+    for column in ("kind", "queries", "best single leg", "default RRF", "tuned (in-sample)", "tuned (cross-validated)", "chosen"):
+        table.add_column(column)
+    for kind, r in report.items():
+        chosen = r.best
+        weights = ",".join(f"{k}={v:g}" for k, v in chosen.weights.items())
+        how = f"{chosen.method} k={chosen.rank_constant}" if chosen.method == "rrf" else f"linear {chosen.normalizer}"
+        table.add_row(kind, str(r.queries), f"{r.best_single_leg[0]} {r.best_single_leg[1]:.3f}", f"{r.default_rrf:.3f}",
+                      f"{r.in_sample:.3f}", f"{r.cross_validated['estimate']:.3f}", f"{how} {weights}")
+    out.print(table)
+    out.print(f"fusion profile: {target}")
+
+
+@cli.command("eval-report")
+@click.option("--results", "results_dir", type=click.Path(exists=True, file_okay=False), required=True,
+              help="A folder with results-full.json and/or results-sparse.json (and fusion-profile-*.json).")
+@click.option("--out", "out_file", type=click.Path(dir_okay=False), default="docs/evaluation.md", show_default=True)
+def eval_report(results_dir, out_file) -> None:
+    """Write docs/evaluation.md from the eval and tune outputs (tables for both variants and every query kind)."""
+    from evaluation.report import write_report
+
+    path = write_report(Path(results_dir), Path(out_file))
+    out.print(f"written: {path}")
 
 
 @cli.command("kibana-objects")

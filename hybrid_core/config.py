@@ -49,6 +49,7 @@ class Settings:
     es_url: str | None = None
     es_alias: str = "products"
     es_refresh: str = "false"  # "false" | "true" | "wait_for": the bulk refresh policy
+    fusion_profile: str | None = None  # a JSON file from ``hybrid-search tune``: fusion per query kind
 
     def __post_init__(self) -> None:
         if self.store not in STORES:
@@ -120,6 +121,7 @@ class Settings:
             ("es_url", str),
             ("es_alias", str),
             ("es_refresh", str),
+            ("fusion_profile", str),
         ):
             raw = env.get(ENV_PREFIX + key.upper())
             if raw:

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from hybrid_core.errors import ConfigError, ValidationError
-from hybrid_core.filters import parse_filters
 from hybrid_core.results import SearchResult
 from query_builder.es_requests import (
     MODES,
@@ -85,6 +84,12 @@ class ElasticsearchHybridSearcher(HybridSearcher):
         return self._cluster
 
     def resolve_mode(self, query: HybridQuery, plans: list[LegPlan]) -> str:
+        if query.diversity is not None:
+            # MMR here re-ranks by the fused score; Elasticsearch's diversify retriever ranks by similarity
+            # to one query vector instead, so diversification runs client-side over the fused legs
+            if self.mode in ("retrievers", "legacy"):
+                raise ValidationError(f"diversity runs client-side: use --mode legs or auto, not {self.mode}")
+            return "legs"
         if self.mode == "legacy":
             return "legacy"
         if self.mode == "legs":
@@ -98,7 +103,7 @@ class ElasticsearchHybridSearcher(HybridSearcher):
 
     def requests(self, query: HybridQuery) -> tuple[str, Any, list[LegPlan]]:
         """The mode and the request(s) this query becomes: a body, or ``_msearch`` header/body pairs."""
-        filters = parse_filters(query.filters, self.layout)
+        filters = self.check(query)
         legs = self.applicable_legs(query)
         plans = self.plan(query, self.encode(query, set(legs)), legs)
         mode = self.resolve_mode(query, plans)
@@ -117,7 +122,7 @@ class ElasticsearchHybridSearcher(HybridSearcher):
         names = [p.name for p in plans]
         if mode == "legs":
             legs = parse_leg_responses(self.client.msearch(searches=request).body, names)
-            fused = self.fuse(legs, query)
+            fused = self.diversify(self.fuse(legs, query), query)
             page = fused[query.offset : query.offset + query.size]
             hits = explain(page, legs, start_rank=query.offset + 1, sources=self.store.sources([d for d, _ in page]))
             sizes = {name: len(ranked) for name, ranked in legs.items()}
@@ -130,6 +135,6 @@ class ElasticsearchHybridSearcher(HybridSearcher):
         return SearchResult(
             hits=hits,
             legs=sizes,
-            fusion={**query.fusion.to_dict(), "mode": mode},
+            fusion={**query.fusion.to_dict(), "mode": mode, **({"diversity": query.diversity.to_dict()} if query.diversity else {})},
             took_ms={"encode_and_plan": 1000 * (t1 - t0), "elasticsearch_and_fuse": 1000 * (t2 - t1)},
         )

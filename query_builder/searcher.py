@@ -24,8 +24,9 @@ from hybrid_core.results import Hit, LegScore, SearchResult
 from hybrid_core.spaces import EmbeddingSpace
 from hybrid_core.stores.base import RankedIds, Store
 from hybrid_core.vectors import unit
+from query_builder.diversify import mmr
 from query_builder.fusion import linear, rrf
-from query_builder.query import HybridQuery
+from query_builder.query import FusionConfig, HybridQuery
 
 
 @dataclass
@@ -142,21 +143,47 @@ class HybridSearcher:
         assert plan.vector is not None
         return self.store.knn(plan.field, plan.vector, k=query.k, num_candidates=query.candidates, filters=filters)
 
-    def search(self, query: HybridQuery) -> SearchResult:
-        """Run every applicable leg, fuse them, and return one explained page of hits."""
+    def check(self, query: HybridQuery) -> list[Condition]:
+        """Everything about the query that the layout decides, before any model or store call."""
         filters = parse_filters(query.filters, self.layout)
         unknown_boosts = sorted(set(query.boosts) - {t.name for t in self.layout.text_fields})
         if unknown_boosts:
             raise ValidationError(
                 f"boosts name unknown text fields {unknown_boosts}; text fields are {[t.name for t in self.layout.text_fields]}"
             )
+        if query.diversity is not None and not self.layout.has_vector(query.diversity.field):
+            raise ValidationError(
+                f"diversity field {query.diversity.field!r} is not a vector field of this layout; "
+                f"vector fields are {[v.name for v in self.layout.vector_fields]}"
+            )
+        return filters
+
+    def leg_results(self, query: HybridQuery) -> dict[str, RankedIds]:
+        """Each applicable leg's own ranking (its window), unfused: what tuning re-fuses many ways."""
+        filters = self.check(query)
+        legs = self.applicable_legs(query)
+        vectors = self.encode(query, set(legs))
+        return {plan.name: self.run_leg(plan, query, filters) for plan in self.plan(query, vectors, legs)}
+
+    def diversify(self, fused: list[tuple[str, float]], query: HybridQuery) -> list[tuple[str, float]]:
+        """MMR over the first ``top_n`` fused hits (their stored vectors); the rest keep their order."""
+        if query.diversity is None:
+            return fused
+        top = fused[: query.diversity.top_n]
+        stored = self.store.existing([doc_id for doc_id, _ in top])
+        vectors = {doc_id: doc.vectors[query.diversity.field] for doc_id, doc in stored.items() if query.diversity.field in doc.vectors}
+        return mmr(top, vectors, relevance_weight=query.diversity.relevance_weight) + fused[query.diversity.top_n :]
+
+    def search(self, query: HybridQuery) -> SearchResult:
+        """Run every applicable leg, fuse them, and return one explained page of hits."""
+        filters = self.check(query)
         legs = self.applicable_legs(query)
         t0 = time.perf_counter()
         vectors = self.encode(query, set(legs))
         t1 = time.perf_counter()
         results = {plan.name: self.run_leg(plan, query, filters) for plan in self.plan(query, vectors, legs)}
         t2 = time.perf_counter()
-        fused = self.fuse(results, query)
+        fused = self.diversify(self.fuse(results, query), query)
         page = fused[query.offset : query.offset + query.size]
         sources = self.store.sources([doc_id for doc_id, _ in page])
         t3 = time.perf_counter()
@@ -164,17 +191,21 @@ class HybridSearcher:
         return SearchResult(
             hits=hits,
             legs={name: len(ranked) for name, ranked in results.items()},
-            fusion=query.fusion.to_dict(),
+            fusion={**query.fusion.to_dict(), **({"diversity": query.diversity.to_dict()} if query.diversity else {})},
             took_ms={"encode": 1000 * (t1 - t0), "legs": 1000 * (t2 - t1), "fuse_and_fetch": 1000 * (t3 - t2)},
         )
 
     @staticmethod
     def fuse(results: dict[str, RankedIds], query: HybridQuery) -> list[tuple[str, float]]:
-        fusion = query.fusion
-        weights = {name: fusion.weight(name) for name in results}
-        if fusion.method == "rrf":
-            return rrf(results, weights=weights, rank_constant=fusion.rank_constant, rank_window_size=fusion.rank_window_size)
-        return linear(results, weights=weights, normalizer=fusion.normalizer, rank_window_size=fusion.rank_window_size)
+        return fuse_legs(results, query.fusion)
+
+
+def fuse_legs(results: dict[str, RankedIds], fusion: FusionConfig) -> list[tuple[str, float]]:
+    """The legs' rankings fused as ``fusion`` says (a leg it does not weigh counts 1)."""
+    weights = {name: fusion.weight(name) for name in results}
+    if fusion.method == "rrf":
+        return rrf(results, weights=weights, rank_constant=fusion.rank_constant, rank_window_size=fusion.rank_window_size)
+    return linear(results, weights=weights, normalizer=fusion.normalizer, rank_window_size=fusion.rank_window_size)
 
 
 def explain(

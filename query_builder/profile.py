@@ -1,0 +1,81 @@
+"""Fusion profiles: the fusion (method, weights, window) chosen per query kind, as a JSON file.
+
+``hybrid-search tune`` writes one; ``search`` and ``eval`` load it. Query kinds
+differ enough that one setting serves them badly: an image-only query has no text
+legs at all, and "this, in brown" needs the image far more than the two words.
+A leg weighted 0 is not run.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from hybrid_core.errors import ConfigError, SearchError
+from query_builder.query import LEG_NAMES, FusionConfig, HybridQuery
+
+FORMAT = "es-hybrid-search/fusion-profile@1"
+KINDS = ("text", "image", "text+image")
+
+
+def query_kind(text: str | None, image: Any) -> str:
+    """``text``, ``image`` or ``text+image``."""
+    if text and image is not None:
+        return "text+image"
+    return "image" if image is not None else "text"
+
+
+@dataclass
+class FusionProfile:
+    """A ``FusionConfig`` per query kind; kinds it omits use the query's own fusion."""
+
+    kinds: dict[str, FusionConfig] = field(default_factory=dict)
+    notes: dict[str, Any] = field(default_factory=dict)  # how it was chosen (tuning report)
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.kinds) - set(KINDS))
+        if unknown:
+            raise ConfigError(f"fusion profile names unknown query kinds {unknown}; kinds are {list(KINDS)}")
+
+    def apply(self, query: HybridQuery) -> HybridQuery:
+        """The query with its kind's fusion (window kept if larger) and, unless it names its own
+        legs, only the legs the profile weighs above zero."""
+        chosen = self.kinds.get(query_kind(query.text, query.image))
+        if chosen is None:
+            return query
+        fusion = replace(chosen, weights=dict(chosen.weights))
+        if query.offset + query.size > fusion.rank_window_size:
+            fusion = replace(fusion, rank_window_size=query.offset + query.size)
+        legs = query.legs
+        if legs is None and any(w == 0 for w in fusion.weights.values()):
+            legs = tuple(leg for leg in LEG_NAMES if fusion.weight(leg) > 0)
+        return replace(query, fusion=fusion, legs=legs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": FORMAT, "kinds": {k: v.to_dict() for k, v in self.kinds.items()}, "notes": self.notes}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, source: str = "fusion profile") -> FusionProfile:
+        if not isinstance(data, Mapping) or data.get("format") != FORMAT:
+            raise ConfigError(f"{source} is not a fusion profile (expected \"format\": \"{FORMAT}\")")
+        kinds = data.get("kinds")
+        if not isinstance(kinds, Mapping):
+            raise ConfigError(f"{source}: \"kinds\" must be an object of query kind -> fusion")
+        try:
+            return cls({str(k): FusionConfig.from_dict(v) for k, v in kinds.items()}, dict(data.get("notes") or {}))
+        except SearchError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> FusionProfile:
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"cannot read fusion profile {path}: {exc}") from None
+        return cls.from_dict(data, source=str(path))

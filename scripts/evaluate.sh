@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Regenerate docs/evaluation.md: tune and evaluate both variants on the dev queries (about 30 minutes on 2 cores).
+# The test-split indexes are built once in $EVAL_DIR and reused while the models stay the same.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA=${DATA:-../shared/data/myntra}
+QUERIES=${QUERIES:-../shared/eval/dev_queries.jsonl}
+EVAL_DIR=${EVAL_DIR:-/tmp/es-hybrid-search-eval}
+export HF_HUB_OFFLINE=1
+for variant in full sparse; do
+  .venv/bin/hybrid-search tune --queries "$QUERIES" --catalogue "$DATA/catalogue.jsonl" --variant "$variant" --out "$EVAL_DIR"
+  .venv/bin/hybrid-search eval --queries "$QUERIES" --catalogue "$DATA/catalogue.jsonl" --variant "$variant" --out "$EVAL_DIR" \
+    --fusion-profile "$EVAL_DIR/fusion-profile-$variant.json"
+done
+.venv/bin/hybrid-search eval-report --results "$EVAL_DIR" --out docs/evaluation.md

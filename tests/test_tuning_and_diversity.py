@@ -1,0 +1,176 @@
+"""Fusion profiles, tuning with cross-validation, MMR diversification, the report and the plot."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from evaluation.harness import STRATEGIES, Strategy, run_strategies, with_tuned
+from evaluation.tuning import candidate_fusions, cross_validate, tune
+from hybrid_core.errors import ConfigError, ValidationError
+from hybrid_core.images import ImageLimits
+from indexer.pipeline import IndexingRuntime, process_batch
+from query_builder.diversify import Diversity, distinct_looks, mmr
+from query_builder.profile import FusionProfile, query_kind
+from query_builder.query import FusionConfig, HybridQuery
+from query_builder.searcher import HybridSearcher
+
+# -- MMR and looks (pure) ---------------------------------------------------------------------
+
+
+def _vectors(**named):
+    return {k: np.asarray(v, dtype=np.float32) for k, v in named.items()}
+
+
+def test_mmr_moves_a_near_copy_below_a_different_look_and_keeps_scores():
+    ranked = [("a", 0.9), ("a2", 0.8), ("b", 0.7), ("c", 0.1)]
+    vectors = _vectors(a=[1, 0], a2=[0.99, 0.14], b=[0, 1], c=[0.7, 0.7])
+    assert mmr(ranked, vectors, relevance_weight=1.0) == ranked
+    diversified = mmr(ranked, vectors, relevance_weight=0.5)
+    assert [d for d, _ in diversified][:2] == ["a", "b"]
+    assert dict(diversified) == dict(ranked) and len(diversified) == len(ranked)
+    # by hand, second pick: a2 = .5*(0.8-0.1)/0.8 - .5*0.99 = -0.058, b = .5*0.75 - 0 = 0.375, c = 0 - .5*0.7
+    # without a vector, a hit competes on relevance alone
+    assert [d for d, _ in mmr(ranked, _vectors(a=[1, 0], b=[1, 0]), relevance_weight=0.5)][:2] == ["a", "a2"]
+
+
+def test_distinct_looks_counts_near_identical_vectors_once():
+    vectors = _vectors(a=[1, 0], a2=[0.999, 0.04], b=[0, 1], c=[0.6, 0.8])
+    assert distinct_looks(["a", "a2", "b", "c"], vectors, threshold=0.95) == 3
+    assert distinct_looks(["a", "a2", "b", "c"], vectors, threshold=0.9999) == 4
+    assert distinct_looks(["a", "x", "y"], vectors) == 3  # unknown vectors are new looks
+
+
+@pytest.mark.parametrize("bad", [{"relevance_weight": 1.5}, {"relevance_weight": float("nan")}, {"top_n": 1}, {"top_n": 5000}])
+def test_diversity_settings_are_validated(bad):
+    with pytest.raises(ValidationError):
+        Diversity(**bad)
+
+
+# -- fusion profiles --------------------------------------------------------------------------
+
+
+def test_a_profile_applies_its_kind_fusion_and_drops_zero_weight_legs(tmp_path):
+    profile = FusionProfile({
+        "text": FusionConfig("linear", {"bm25": 1.0, "text": 0.0, "cross": 2.0, "product": 1.0}, rank_window_size=50),
+        "image": FusionConfig("rrf", {"image": 1.0, "product": 2.0}, rank_constant=10),
+    })
+    text = profile.apply(HybridQuery(text="red kurta"))
+    assert text.fusion.method == "linear" and text.legs == ("bm25", "cross", "image", "product")
+    assert profile.apply(HybridQuery(text="red kurta", legs=("bm25",))).legs == ("bm25",)  # the query's own legs win
+    assert profile.apply(HybridQuery(text="red", size=20, offset=40)).fusion.rank_window_size == 60  # the page fits
+    assert profile.apply(HybridQuery(image=tmp_path / "x.png")).fusion.rank_constant == 10
+    mixed = HybridQuery(text="in red", image=tmp_path / "x.png")
+    assert profile.apply(mixed) is mixed and query_kind("in red", "x") == "text+image"
+    profile.save(tmp_path / "p.json")
+    assert FusionProfile.load(tmp_path / "p.json").to_dict() == profile.to_dict()
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"kinds": {}}, "not a fusion profile"),
+        ({"format": "es-hybrid-search/fusion-profile@1", "kinds": {"audio": {}}}, "unknown query kinds"),
+        ({"format": "es-hybrid-search/fusion-profile@1", "kinds": {"text": {"weights": {"bm25": -1}}}}, "weight of bm25"),
+        ({"format": "es-hybrid-search/fusion-profile@1", "kinds": {"text": {"method": "sum"}}}, "unknown fusion"),
+    ],
+)
+def test_bad_profiles_are_clear_errors(tmp_path, data, message):
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ConfigError, match=message):
+        FusionProfile.load(path)
+    path.write_text("{nope")
+    with pytest.raises(ConfigError, match="cannot read fusion profile"):
+        FusionProfile.load(path)
+
+
+# -- tuning (pure parts) ----------------------------------------------------------------------
+
+
+def test_candidates_cover_the_grid_without_scaled_duplicates():
+    fusions = candidate_fusions(["bm25", "text"], weights=(0.0, 1.0, 2.0))
+    vectors = {tuple(f.weights.values()) for f in fusions}
+    # (0,1) (0,2)~ (1,0) (1,1) (1,2) (2,0)~ (2,1) (2,2)~: five distinct directions
+    assert vectors == {(0.0, 1.0), (1.0, 0.0), (1.0, 1.0), (1.0, 2.0), (2.0, 1.0)}
+    assert len(fusions) == 5 * 3 and {(f.method, f.rank_constant) for f in fusions if f.method == "rrf"} == {("rrf", 10), ("rrf", 60)}
+
+
+def test_cross_validation_scores_each_fold_with_the_choice_made_on_the_others():
+    # row 0 wins queries 0-2 by a little, row 1 wins query 3 by a lot
+    matrix = np.array([[0.6, 0.6, 0.6, 0.0], [0.5, 0.5, 0.5, 1.0]])
+    result = cross_validate(matrix, folds=4, seed=0)
+    # leaving out query 3: row 0 best on the rest (0.6 > 0.5) -> 0.0 held out; leaving out any of 0-2:
+    # row 1 best on the rest ((0.5+0.5+1)/3 > (0.6+0.6+0)/3) -> 0.5 held out
+    assert result["estimate"] == pytest.approx((0.0 + 0.5 * 3) / 4)
+    assert sorted(result["per_fold"]) == pytest.approx([0.0, 0.5, 0.5, 0.5])
+    with pytest.raises(ValidationError, match="cannot be split"):
+        cross_validate(matrix, folds=5)
+
+
+# -- on an indexed catalogue ------------------------------------------------------------------
+
+
+@pytest.fixture
+def indexed(store, layout, text_space, image_space, sample_catalogue):
+    items = [{"ref": "s", "version": 1, "data": json.loads(line)} for line in sample_catalogue.read_text().splitlines()]
+    process_batch(items, IndexingRuntime(store, layout, text_space, image_space, ImageLimits()), images_root=str(sample_catalogue.parent))
+    searcher = HybridSearcher(store, layout, text_space, image_space)
+    grade = {}
+    for p in items:
+        d = p["data"]
+        grade[d["id"]] = d
+    queries = []
+    for i, (colour, kind) in enumerate([("green", "Kurtas"), ("black", "Watches"), ("blue", "Jeans"), ("red", "Tshirts"), ("white", "Shoes"), ("black", "Kurtas")]):
+        rel = {pid: (2 if d["colour"].lower() == colour else 1) for pid, d in grade.items() if d["article_type"] == kind}
+        queries.append({"id": f"t{i}", "text": f"{colour} {kind.lower()}", "relevance": rel})
+    return searcher, queries
+
+
+def test_tuning_chooses_what_search_then_reproduces(indexed, sample_catalogue):
+    searcher, queries = indexed
+    profile, report = tune(searcher, queries, sample_catalogue.parent, folds=3)
+    text = report["text"]
+    assert set(profile.kinds) == {"text"} and profile.kinds["text"] == text.best
+    assert text.in_sample >= text.default_rrf and text.in_sample >= text.best_single_leg[1]
+    assert 0.0 <= text.cross_validated["estimate"] <= text.in_sample + 1e-9
+    # the tuning re-fused the legs in Python; the real search path with the profile scores the same
+    table = run_strategies(searcher, queries, sample_catalogue.parent, (Strategy("tuned", None, profile=profile),))
+    assert table["text"]["tuned"]["NDCG@10"] == pytest.approx(text.in_sample)
+    names = [s.name for s in with_tuned(STRATEGIES, profile)]
+    assert names[-2:] == ["tuned", "tuned + MMR"] and "hybrid RRF + MMR" in [s.name for s in with_tuned(STRATEGIES, None)]
+
+
+def test_search_with_diversity_reorders_only_the_top_and_is_explained(indexed):
+    searcher, _ = indexed
+    plain = searcher.search(HybridQuery(text="kurta", size=20))
+    same = searcher.search(HybridQuery(text="kurta", size=20, diversity=Diversity(1.0, 10)))
+    assert [h.id for h in same.hits] == [h.id for h in plain.hits]
+    varied = searcher.search(HybridQuery(text="kurta", size=20, diversity=Diversity(0.2, 10)))
+    assert sorted(h.id for h in varied.hits[:10]) == sorted(h.id for h in plain.hits[:10])
+    assert [h.id for h in varied.hits[10:]] == [h.id for h in plain.hits[10:]]
+    assert varied.fusion["diversity"] == {"relevance_weight": 0.2, "top_n": 10, "field": "image_vector"}
+    with pytest.raises(ValidationError, match="not a vector field"):
+        searcher.search(HybridQuery(text="kurta", diversity=Diversity(0.5, 10, field="title")))
+
+
+def test_report_and_plot(tmp_path):
+    from evaluation.plot import precision_plot
+    from evaluation.report import losses, write_report
+
+    def row(ndcg, p10, fine):
+        base = {m: 0.5 for m in ("P@20", "P@20 fine", "P@50", "P@50 fine", "P@100", "P@100 fine", "R@100 fine", "MRR fine", "looks@10")}
+        return {**base, "NDCG@10": ndcg, "P@10": p10, "P@10 fine": fine}
+
+    rows = {"BM25": row(0.70, 0.8, 0.5), "text kNN": row(0.60, 0.7, 0.6), "hybrid RRF": row(0.75, 0.85, 0.55)}
+    assert losses(rows) == ["hybrid RRF 0.550 < text kNN 0.600 on P@10 fine"]
+    results = {"variant": "sparse", "kinds": {"text": rows}, "counts": {"text": 3}, "models": {}}
+    (tmp_path / "results-sparse.json").write_text(json.dumps(results))
+    precision_plot(results, tmp_path / "precision-sparse.png")
+    assert (tmp_path / "precision-sparse.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report = write_report(tmp_path, tmp_path / "docs" / "evaluation.md").read_text()
+    assert "hybrid RRF** 0.750 vs best single leg **BM25** 0.700: **1.07×** (aim ≥ 1.2: **not met**)" in report
+    assert "Where hybrid loses here: hybrid RRF 0.550 < text kNN 0.600 on P@10 fine." in report
+    assert "![precision at k, sparse](eval/precision-sparse.png)" in report and (tmp_path / "docs" / "eval" / "precision-sparse.png").exists()
