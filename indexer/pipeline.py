@@ -23,7 +23,7 @@ from hybrid_core.errors import ItemError
 from hybrid_core.images import ImageLimits, load_image
 from hybrid_core.layout import FieldLayout
 from hybrid_core.products import Product, Update, image_hash, parse_update
-from hybrid_core.spaces import EmbeddingSpace
+from hybrid_core.spaces import EmbeddingSpace, shares_text_tower
 from hybrid_core.stores.base import ExistingDoc, ItemErrorRecord, Store, StoredDoc
 from hybrid_core.vectors import unit
 
@@ -201,7 +201,11 @@ def _encode(
             p.vectors["image_vector"] = unit(image_vectors[start : start + count].mean(axis=0))
             start += count
     if need_cross:
-        cross = image_space.embed_texts([p.product.embedding_text for p in need_cross])
+        if shares_text_tower(image_space, text_space):
+            # the image space's text tower is the text model: its vectors are already here
+            cross = [p.vectors["text_vector"] for p in need_cross]
+        else:
+            cross = image_space.embed_texts([p.product.embedding_text for p in need_cross])
         for p, text_in_image_space in zip(need_cross, cross):
             image_vector = p.vectors.get("image_vector")
             combined = text_in_image_space if image_vector is None else text_in_image_space + image_vector

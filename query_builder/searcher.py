@@ -21,7 +21,7 @@ from hybrid_core.filters import Condition, parse_filters
 from hybrid_core.images import ImageLimits, decode_image, load_image
 from hybrid_core.layout import FieldLayout
 from hybrid_core.results import Hit, LegScore, SearchResult
-from hybrid_core.spaces import EmbeddingSpace
+from hybrid_core.spaces import EmbeddingSpace, shares_text_tower
 from hybrid_core.stores.base import RankedIds, Store
 from hybrid_core.vectors import unit
 from query_builder.diversify import mmr
@@ -85,7 +85,10 @@ class HybridSearcher:
         if self.image_space is None:
             return vectors
         if query.text and wanted & {"cross", "product"}:
-            vectors.cross = self.image_space.embed_query(query.text)
+            if shares_text_tower(self.image_space, self.text_space):
+                vectors.cross = vectors.text if vectors.text is not None else self.text_space.embed_query(query.text)
+            else:
+                vectors.cross = self.image_space.embed_query(query.text)
         if query.image is not None and wanted & {"image", "product"}:
             try:
                 picture = self._query_image(query.image)

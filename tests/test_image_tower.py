@@ -140,3 +140,33 @@ def test_a_training_run_writes_the_openclip_config_of_its_architecture(tmp_path)
     model, _ = EmbeddingSpace(tower_spec(None, model_config=written)).load().open_clip_model()
     _check_forward(model.visual, config)
     assert model.visual.training
+
+
+def test_a_tower_that_shares_the_text_model_encodes_each_text_once(tmp_path, text_space, sample_catalogue, monkeypatch):
+    """The catalogue tower's text tower is MiniLM: indexing and search reuse the text vectors."""
+    from hybrid_core.images import ImageLimits
+    from hybrid_core.layout import build_layout
+    from hybrid_core.spaces import shares_text_tower
+    from hybrid_core.stores.embedded import EmbeddedStore
+    from hybrid_core.vectors import unit
+    from indexer.pipeline import IndexingRuntime, process_batch
+    from query_builder.query import HybridQuery
+    from query_builder.searcher import HybridSearcher
+    from tower_training.train import tower_spec
+
+    tower = EmbeddingSpace(tower_spec(None)).load()
+    assert shares_text_tower(tower, text_space) and not shares_text_tower(EmbeddingSpace(random_clip_spec()), text_space)
+
+    def no_text_pass(texts):
+        raise AssertionError("the tower's text encoder ran")
+
+    monkeypatch.setattr(tower, "embed_texts", no_text_pass)
+    layout = build_layout(text_space.spec, tower.spec)
+    store = EmbeddedStore(tmp_path / "s.sqlite", layout)
+    items = [{"ref": "s", "version": 1, "data": json.loads(line)} for line in sample_catalogue.read_text().splitlines()[:6]]
+    report = process_batch(items, IndexingRuntime(store, layout, text_space, tower, ImageLimits()), images_root=str(sample_catalogue.parent))
+    assert report.written == 6
+    doc = store.existing([items[0]["data"]["id"]])[items[0]["data"]["id"]]
+    np.testing.assert_allclose(doc.vectors["product_vector"], unit(doc.vectors["text_vector"] + doc.vectors["image_vector"]), atol=1e-6)
+    result = HybridSearcher(store, layout, text_space, tower).search(HybridQuery(text="green kurta"))
+    assert set(result.legs) == {"bm25", "text", "cross", "product"}
