@@ -9,6 +9,7 @@ keys missing from older files.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from collections.abc import Mapping
@@ -31,6 +32,24 @@ def default_store_path() -> str:
     return str(Path(base) / "es-hybrid-search" / "products.sqlite")
 
 
+def _flag(raw: str) -> bool:
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(raw)
+
+
+_flag.__name__ = "flag (true/false)"
+
+
+def _networks(raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+_networks.__name__ = "comma-separated CIDR list"
+
+
 @dataclass
 class Settings:
     """Where things are and which models fill which vectors."""
@@ -46,6 +65,9 @@ class Settings:
     image_space: SpaceSpec | None = field(default_factory=default_image_spec)
     image_max_bytes: int = 20 * 1024 * 1024
     image_timeout_s: float = 10.0
+    # image URLs on loopback/private/link-local addresses are refused unless allowed here (SSRF)
+    image_allow_private_networks: bool = False
+    image_allowed_networks: tuple[str, ...] = ()
     es_url: str | None = None
     es_alias: str = "products"
     es_refresh: str = "false"  # "false" | "true" | "wait_for": the bulk refresh policy
@@ -58,6 +80,10 @@ class Settings:
             raise ConfigError(f"es_refresh must be false, true or wait_for, got {self.es_refresh!r}")
         if not 1 <= self.batch_size <= 1024:
             raise ConfigError(f"batch_size must be in 1..1024, got {self.batch_size}")
+        try:
+            self.image_allowed_networks = tuple(str(ipaddress.ip_network(n, strict=False)) for n in self.image_allowed_networks)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"image_allowed_networks must be CIDRs such as 10.20.0.0/16: {exc}") from None
         if self.visibility_timeout_s < 10:
             raise ConfigError(f"visibility_timeout_s must be >= 10 seconds, got {self.visibility_timeout_s}")
 
@@ -122,6 +148,10 @@ class Settings:
             ("es_alias", str),
             ("es_refresh", str),
             ("fusion_profile", str),
+            ("image_max_bytes", int),
+            ("image_timeout_s", float),
+            ("image_allow_private_networks", _flag),
+            ("image_allowed_networks", _networks),
         ):
             raw = env.get(ENV_PREFIX + key.upper())
             if raw:

@@ -37,7 +37,12 @@ def runtime() -> IndexingRuntime:
         layout=settings.layout(),
         text_space=text,
         image_space=image,
-        limits=ImageLimits(max_bytes=settings.image_max_bytes, timeout_s=settings.image_timeout_s),
+        limits=ImageLimits(
+            max_bytes=settings.image_max_bytes,
+            timeout_s=settings.image_timeout_s,
+            allow_private_networks=settings.image_allow_private_networks,
+            allowed_networks=settings.image_allowed_networks,
+        ),
     )
 
 

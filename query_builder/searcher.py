@@ -18,7 +18,7 @@ import numpy as np
 
 from hybrid_core.errors import ValidationError
 from hybrid_core.filters import Condition, parse_filters
-from hybrid_core.images import ImageLimits, decode_image, load_image
+from hybrid_core.images import ImageLimits, decode_image
 from hybrid_core.layout import FieldLayout
 from hybrid_core.results import Hit, LegScore, SearchResult
 from hybrid_core.spaces import EmbeddingSpace, shares_text_tower
@@ -70,7 +70,14 @@ class HybridSearcher:
 
     def _query_image(self, image: Any):
         if isinstance(image, Path):
-            return load_image(str(image), root=None, limits=self.image_limits).image
+            # a path is the caller's own file (the command line's --image); catalogue items never get here
+            try:
+                size = image.stat().st_size
+            except OSError as exc:
+                raise ValueError(f"image {image}: cannot read ({exc.strerror})") from None
+            if size > self.image_limits.max_bytes:
+                raise ValueError(f"image {image} is {size} bytes, the limit is {self.image_limits.max_bytes}")
+            return decode_image(image.read_bytes(), str(image), self.image_limits)
         if isinstance(image, (bytes, bytearray)):
             return decode_image(bytes(image), "query image", self.image_limits)
         if hasattr(image, "convert"):

@@ -96,6 +96,19 @@ def http_images(tmp_path):
         def do_GET(self):  # noqa: N802
             if self.path == "/slow.jpg":
                 time.sleep(2)
+            if self.path.startswith("/redirect?"):
+                self.send_response(302)
+                self.send_header("Location", self.path.split("?", 1)[1])
+                self.end_headers()
+                return
+            if self.path == "/drip.jpg":  # a byte every 0.1 s: each read is quick, the whole is not
+                self.send_response(200)
+                self.end_headers()
+                for _ in range(40):
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+                    time.sleep(0.1)
+                return
             body = {"/photo.jpg": photo, "/big.jpg": b"x" * 5000, "/slow.jpg": photo}.get(self.path)
             if body is None:
                 self.send_response(404)
@@ -116,12 +129,71 @@ def http_images(tmp_path):
     server.shutdown()
 
 
+LOOPBACK_OK = ImageLimits(allow_private_networks=True)
+
+
 def test_http_images_with_size_and_time_limits(http_images):
-    loaded = load_image(f"{http_images}/photo.jpg", root=None)
+    loaded = load_image(f"{http_images}/photo.jpg", root=None, limits=LOOPBACK_OK)
     assert loaded.image.size == (60, 80)
     with pytest.raises(ValueError, match="5000 bytes, the limit is 1000"):
-        load_image(f"{http_images}/big.jpg", root=None, limits=ImageLimits(max_bytes=1000))
+        load_image(f"{http_images}/big.jpg", root=None, limits=ImageLimits(max_bytes=1000, allow_private_networks=True))
     with pytest.raises(ValueError, match="HTTP 404"):
-        load_image(f"{http_images}/nothing.jpg", root=None)
+        load_image(f"{http_images}/nothing.jpg", root=None, limits=LOOPBACK_OK)
     with pytest.raises(ValueError, match="cannot fetch"):
-        load_image(f"{http_images}/slow.jpg", root=None, limits=ImageLimits(timeout_s=0.3))
+        load_image(f"{http_images}/slow.jpg", root=None, limits=ImageLimits(timeout_s=0.3, allow_private_networks=True))
+    with pytest.raises(ValueError, match="longer than 1.0 s in total"):
+        load_image(f"{http_images}/drip.jpg", root=None, limits=ImageLimits(total_timeout_s=1.0, allow_private_networks=True))
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:9/x.jpg",
+        "http://localhost:9/x.jpg",
+        "http://[::1]:9/x.jpg",
+        "http://10.0.0.8/x.jpg",
+        "http://192.168.1.1/x.jpg",
+        "http://172.16.5.4/x.jpg",
+        "http://169.254.169.254/latest/meta-data/",  # cloud metadata
+        "http://100.64.0.1/x.jpg",  # shared address space (carrier-grade NAT)
+        "http://[::ffff:127.0.0.1]:9/x.jpg",  # IPv4-mapped loopback
+        "http://0.0.0.0:9/x.jpg",
+        "http://[fe80::1]/x.jpg",
+    ],
+)
+def test_image_urls_into_private_networks_are_refused_by_default(url):
+    with pytest.raises(ValueError, match="refused: host .* not a public address"):
+        load_image(url, root=None)
+
+
+def test_redirects_are_checked_again(http_images):
+    # the first hop is allowed (loopback is configured as allowed), the target is not
+    only_this_server = ImageLimits(allowed_networks=("127.0.0.1/32",))
+    assert load_image(f"{http_images}/redirect?/photo.jpg", root=None, limits=only_this_server).image.size == (60, 80)
+    with pytest.raises(ValueError, match="refused: host 127.0.0.2 resolves to 127.0.0.2"):
+        load_image(f"{http_images}/redirect?http://127.0.0.2:9/photo.jpg", root=None, limits=only_this_server)
+    with pytest.raises(ValueError, match="redirect to file:///etc/passwd refused"):
+        load_image(f"{http_images}/redirect?file:///etc/passwd", root=None, limits=only_this_server)
+    with pytest.raises(ValueError, match="HTTP 302 redirect to /redirect.* refused"):  # stops at max_redirects
+        load_image(f"{http_images}/redirect?/redirect?/redirect?/redirect?/redirect?/photo.jpg", root=None,
+                   limits=ImageLimits(allowed_networks=("127.0.0.1/32",), max_redirects=2))
+
+
+def test_address_rules():
+    limits = ImageLimits()
+    assert limits.address_allowed("93.184.215.14") and limits.address_allowed("2606:4700::1111")
+    assert not any(limits.address_allowed(a) for a in ("127.0.0.1", "10.1.1.1", "169.254.1.1", "::1", "fc00::1", "224.0.0.1"))
+    assert ImageLimits(allow_private_networks=True).address_allowed("10.1.1.1")
+    assert not ImageLimits(allow_private_networks=True).address_allowed("0.0.0.0")
+    assert ImageLimits(allowed_networks=("10.1.0.0/16",)).address_allowed("10.1.200.3")
+    assert not ImageLimits(allowed_networks=("10.1.0.0/16",)).address_allowed("10.2.0.1")
+
+
+def test_local_images_need_a_root(tmp_path):
+    (tmp_path / "a.jpg").write_bytes(jpeg_bytes())
+    with pytest.raises(ValueError, match="only under a configured images root"):
+        load_image(str(tmp_path / "a.jpg"), root=None)
+    with pytest.raises(ValueError, match="outside the images root"):
+        load_image("/etc/passwd", root=tmp_path)
+    with pytest.raises(ValueError, match="outside the images root"):
+        load_image("sub/../../x.jpg", root=tmp_path / "a")
