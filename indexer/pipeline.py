@@ -107,7 +107,14 @@ def process_batch(
             fail(exc.item, exc.reason)
             continue
         kept = newest.get(update.id)
-        if kept is None or update.version >= kept.version:
+        if kept is not None and update.version == kept.version:
+            if (update.op, update.product) == (kept.op, kept.product):
+                continue  # the same update delivered twice (queues deliver at least once)
+            # two different items claim the same version of one product: which is right cannot be known
+            fail(update.ref, f"duplicate: product {update.id} version {update.version} is also in {kept.ref} of this batch; "
+                             f"the first is kept", update)
+            continue
+        if kept is None or update.version > kept.version:
             newest[update.id] = update
 
     existing = store.existing(list(newest))

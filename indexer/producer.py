@@ -52,6 +52,7 @@ def catalogue_items(path: str | Path, where: dict[str, str] | None = None) -> It
     """Queue items for the lines of a JSONL catalogue; lines that do not parse are passed on as raw text."""
     path = Path(path)
     where = where or {}
+    first_seen: dict[str, int] = {}
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, start=1):
             ref = f"{path.name}:{number}"
@@ -72,7 +73,19 @@ def catalogue_items(path: str | Path, where: dict[str, str] | None = None) -> It
             if where and not (isinstance(data, dict) and all(str(data.get(k)) == v for k, v in where.items())):
                 continue
             op = data.get("op", "upsert") if isinstance(data, dict) else "upsert"
+            if isinstance(data, dict) and isinstance(data.get("id"), (str, int)) and not _versioned(data):
+                # a catalogue file holds one line per product; a change log says which version each line is
+                key = str(data["id"])
+                if key in first_seen:
+                    yield {"ref": ref, "error": f"product id {key!r} appears again (first at line {first_seen[key]}); "
+                                                "a catalogue file holds one line per product (or give each line a version)"}
+                    continue
+                first_seen[key] = number
             yield {"ref": ref, "op": op, "data": data}
+
+
+def _versioned(data: dict[str, Any]) -> bool:
+    return data.get("version") is not None or data.get("updated_at") is not None
 
 
 def batched(items: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:

@@ -74,7 +74,7 @@ class HybridSearcher:
             try:
                 size = image.stat().st_size
             except OSError as exc:
-                raise ValueError(f"image {image}: cannot read ({exc.strerror})") from None
+                raise ValueError(f"image {image} not found or not readable ({exc.strerror})") from None
             if size > self.image_limits.max_bytes:
                 raise ValueError(f"image {image} is {size} bytes, the limit is {self.image_limits.max_bytes}")
             return decode_image(image.read_bytes(), str(image), self.image_limits)

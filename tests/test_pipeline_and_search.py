@@ -195,3 +195,17 @@ def test_invalid_queries_fail_before_any_store_call(searcher):
         searcher.search(HybridQuery(text="x", filters={"size": "M"}))
     with pytest.raises(ValidationError, match="query image: image .* not found"):
         searcher.search(HybridQuery(image="/nonexistent.png"))
+
+
+def test_one_version_of_a_product_twice_in_a_batch_is_an_error_unless_it_is_the_same_update(runtime, store):
+    items = [
+        {"ref": "f:1", "version": 7, "data": {"id": "p", "title": "first"}},
+        {"ref": "f:2", "version": 7, "data": {"id": "p", "title": "second"}},
+        {"ref": "f:3", "version": 7, "data": {"id": "q", "title": "same"}},
+        {"ref": "f:4", "version": 7, "data": {"id": "q", "title": "same"}},  # a redelivery: harmless
+        {"ref": "f:5", "version": 1, "data": {"id": "r", "title": "ok"}},
+    ]
+    report = process_batch(items, runtime)
+    assert report.written == 3 and len(report.errors) == 1 and report.errors[0].item.startswith("f:2")
+    assert "product p version 7 is also in f:1" in report.errors[0].reason
+    assert store.sources(["p"])["p"]["title"] == "first"

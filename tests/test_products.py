@@ -78,3 +78,16 @@ def test_title_field_can_be_remapped(layout):
     update = parse_update(item({"id": 1, "title": "Puma Black T-shirt", "title_sparse": "Puma"}), layout, title_field="title_sparse")
     assert update.product.title == "Puma"
     assert update.product.extra == {"original_title": "Puma Black T-shirt"}
+
+
+def test_a_catalogue_file_with_a_repeated_id_gives_an_error_for_the_repeat(tmp_path):
+    from indexer.producer import catalogue_items
+
+    path = tmp_path / "c.jsonl"
+    path.write_text(
+        '{"id": 1, "title": "a"}\n{"id": 2, "title": "b"}\n{"id": "1", "title": "again"}\n'
+        '{"id": 3, "title": "v1", "version": 1}\n{"id": 3, "title": "v2", "version": 2}\n'
+    )
+    items = list(catalogue_items(path))
+    assert [i.get("error", "") for i in items][2].startswith("product id '1' appears again (first at line 1)")
+    assert [i["ref"] for i in items if "error" not in i] == ["c.jsonl:1", "c.jsonl:2", "c.jsonl:4", "c.jsonl:5"]  # a change log is fine
