@@ -88,7 +88,7 @@ def index(ctx, catalogue, images_root, where, title_field, batch_size, wait, tim
     import time
 
     from indexer.celery_app import make_app
-    from indexer.producer import catalogue_items, enqueue, parse_where
+    from indexer.producer import BrokerUnavailable, catalogue_items, enqueue, parse_where
     from indexer.producer import wait as wait_for
 
     settings = _settings(ctx)
@@ -115,12 +115,16 @@ def index(ctx, catalogue, images_root, where, title_field, batch_size, wait, tim
                 return
             done = progress.add_task("indexed", total=submitted.items)
             totals = wait_for(submitted, timeout_s=timeout, on_done=lambda n, *_: progress.advance(done, n))
+    except BrokerUnavailable as exc:
+        _fail(str(exc))
     except TimeoutError as exc:
         _fail(f"{exc}; the workers go on, run `hybrid-search status` later")
     except Exception as exc:  # kombu/redis raise many types for "broker unreachable"
         if isinstance(exc, SearchError):
             _fail(str(exc))
-        _fail(f"cannot queue updates through {settings.broker_url}: {exc.__class__.__name__}: {exc}")
+        from kombu.utils.url import maybe_sanitize_url
+
+        _fail(f"cannot queue updates through {maybe_sanitize_url(settings.broker_url)}: {exc.__class__.__name__}: {exc}")
     elapsed = time.monotonic() - started
     rate = submitted.items / elapsed if elapsed else 0.0
     console.print(

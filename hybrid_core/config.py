@@ -56,6 +56,7 @@ class Settings:
 
     store: str = "embedded"
     store_path: str = field(default_factory=default_store_path)
+    store_busy_timeout_s: float = 30.0  # embedded store: how long a write waits for a lock before the task retries
     broker_url: str = DEFAULT_BROKER
     queue: str = "catalogue-updates"
     result_backend: str | None = None  # defaults to the broker
@@ -102,7 +103,7 @@ class Settings:
             return ElasticsearchStore(es_client(self), self.layout(), alias=self.es_alias, refresh=refresh)
         from hybrid_core.stores.embedded import EmbeddedStore
 
-        return EmbeddedStore(self.store_path, self.layout())
+        return EmbeddedStore(self.store_path, self.layout(), busy_timeout_s=self.store_busy_timeout_s)
 
     def embedding_spaces(self) -> tuple[EmbeddingSpace, EmbeddingSpace | None]:
         """The text and image spaces, not loaded yet."""
@@ -139,6 +140,7 @@ class Settings:
         for key, caster in (
             ("store", str),
             ("store_path", str),
+            ("store_busy_timeout_s", float),
             ("broker_url", str),
             ("queue", str),
             ("result_backend", str),

@@ -111,6 +111,30 @@ class Submitted:
         return sum(self.sizes)
 
 
+# kombu retries a publish this way before giving up: about 25 s, enough to ride out a broker restart
+PUBLISH_RETRY = {"max_retries": 10, "interval_start": 0.5, "interval_step": 1.0, "interval_max": 3.0}
+BROKER_OUTAGE_S = 60.0  # how long ``wait`` keeps polling results through a broker outage
+
+
+class BrokerUnavailable(ConnectionError):
+    """The broker could not be reached after retrying; says how much was queued before."""
+
+
+def _broker_errors() -> tuple[type[BaseException], ...]:
+    from kombu.exceptions import OperationalError
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    return (OperationalError, RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+
+
+def _where(app: Celery) -> str:
+    """The broker address without credentials."""
+    from kombu.utils.url import maybe_sanitize_url
+
+    return str(maybe_sanitize_url(app.conf.broker_url))
+
+
 def enqueue(
     items: Iterable[dict[str, Any]],
     *,
@@ -118,13 +142,34 @@ def enqueue(
     batch_size: int = 128,
     options: dict[str, Any] | None = None,
     on_batch: Callable[[int], None] | None = None,
+    retry_policy: dict[str, float] | None = None,
 ) -> Submitted:
-    """Stamp a version on every item and send them in batches of ``batch_size``."""
+    """Stamp a version on every item and send them in batches of ``batch_size``.
+
+    A publish that fails is retried (``retry_policy``, default ``PUBLISH_RETRY``); when the
+    broker stays unreachable, ``BrokerUnavailable`` says which batches were queued (the
+    ``Submitted`` so far is on the exception) and which were not: re-sending is safe, since
+    versions make a repeated update a no-op."""
     submitted = Submitted()
+    errors = _broker_errors()
     for batch in batched(items, batch_size):
         for item in batch:
             item.setdefault("version", _CLOCK.next())
-        result = app.send_task(TASK_NAME, args=[batch, options or {}], queue=app.conf.task_default_queue)
+        try:
+            result = app.send_task(
+                TASK_NAME, args=[batch, options or {}], queue=app.conf.task_default_queue,
+                retry=True, retry_policy=retry_policy or PUBLISH_RETRY,
+            )
+        except (*errors, RuntimeError) as exc:
+            if isinstance(exc, RuntimeError) and "result store" not in str(exc):
+                raise  # Celery says "Retry limit exceeded ... result store" when the result backend is down
+            error = BrokerUnavailable(
+                f"the broker at {_where(app)} is unreachable ({str(exc).strip()}); {submitted.items} items in {len(submitted.results)} "
+                f"batches were queued, this batch of {len(batch)} (first {batch[0].get('ref')}) and the rest were not: "
+                "send them again once the broker is back"
+            )
+            error.submitted = submitted  # type: ignore[attr-defined]
+            raise error from exc
         submitted.results.append(result)
         submitted.sizes.append(len(batch))
         if on_batch:
@@ -155,9 +200,20 @@ def wait(
     totals = {"written": 0, "deleted": 0, "stale": 0, "reused_vectors": 0, "errors": 0, "failed_batches": 0}
     pending = dict(enumerate(submitted.results))
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    errors = _broker_errors()
+    outage_since: float | None = None
     while pending:
         for index, result in list(pending.items()):
-            if not result.ready():
+            try:
+                ready = result.ready()
+                outage_since = None
+            except errors as exc:
+                # the result backend (Redis) is restarting: keep polling for a while, then say so
+                outage_since = outage_since or time.monotonic()
+                if time.monotonic() - outage_since > BROKER_OUTAGE_S:
+                    raise BrokerUnavailable(f"results unreachable for {BROKER_OUTAGE_S:.0f} s ({exc}); {len(pending)} batches not confirmed") from exc
+                break
+            if not ready:
                 continue
             del pending[index]
             if result.successful():
