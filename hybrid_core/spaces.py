@@ -310,13 +310,19 @@ class EmbeddingSpace:
         """One query text to a 1-D unit vector; recent queries are remembered (repeated searches,
         and every strategy of an evaluation, encode a text once)."""
         cache = self._extra.setdefault("query_cache", OrderedDict())
-        if text in cache:
+        lock = self._extra.setdefault("query_cache_lock", threading.Lock())  # searches run in threads
+        with lock:
+            cached = cache.get(text)
+            if cached is not None:
+                cache.move_to_end(text)
+                return cached.copy()
+        vector = self.embed_texts([text])[0]
+        with lock:
+            cache[text] = vector
             cache.move_to_end(text)
-        else:
-            cache[text] = self.embed_texts([text])[0]
-            if len(cache) > QUERY_CACHE_SIZE:
+            while len(cache) > QUERY_CACHE_SIZE:
                 cache.popitem(last=False)
-        return cache[text].copy()
+        return vector.copy()
 
 
 def packaged_minilm_path() -> str:
