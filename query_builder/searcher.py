@@ -9,7 +9,9 @@ combine them; every hit reports its fused score and, per leg, rank and raw score
 
 from __future__ import annotations
 
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,9 @@ from hybrid_core.vectors import unit
 from query_builder.diversify import mmr
 from query_builder.fusion import linear, rrf
 from query_builder.query import FusionConfig, HybridQuery
+
+
+_LEG_POOL = ThreadPoolExecutor(max_workers=max(2, min(8, os.cpu_count() or 2)), thread_name_prefix="hybrid-leg")
 
 
 @dataclass
@@ -59,12 +64,14 @@ class HybridSearcher:
         image_space: EmbeddingSpace | None = None,
         *,
         image_limits: ImageLimits | None = None,
+        parallel_legs: bool = True,
     ) -> None:
         self.store = store
         self.layout = layout
         self.text_space = text_space
         self.image_space = image_space
         self.image_limits = image_limits or ImageLimits()
+        self.parallel_legs = parallel_legs
 
     # -- encoding --------------------------------------------------------------------------
 
@@ -173,7 +180,15 @@ class HybridSearcher:
         filters = self.check(query)
         legs = self.applicable_legs(query)
         vectors = self.encode(query, set(legs))
-        return {plan.name: self.run_leg(plan, query, filters) for plan in self.plan(query, vectors, legs)}
+        return self.run_legs(self.plan(query, vectors, legs), query, filters)
+
+    def run_legs(self, plans: list[LegPlan], query: HybridQuery, filters: list[Condition]) -> dict[str, RankedIds]:
+        """Every leg, concurrently where there are several (NumPy's matrix products and SQLite release
+        the GIL, so kNN legs over large matrices overlap on the cores); results in plan order."""
+        if not self.parallel_legs or len(plans) < 2:
+            return {plan.name: self.run_leg(plan, query, filters) for plan in plans}
+        futures = [(plan.name, _LEG_POOL.submit(self.run_leg, plan, query, filters)) for plan in plans]
+        return {name: future.result() for name, future in futures}
 
     def diversify(self, fused: list[tuple[str, float]], query: HybridQuery) -> list[tuple[str, float]]:
         """MMR over the first ``top_n`` fused hits (their stored vectors); the rest keep their order."""
@@ -191,7 +206,7 @@ class HybridSearcher:
         t0 = time.perf_counter()
         vectors = self.encode(query, set(legs))
         t1 = time.perf_counter()
-        results = {plan.name: self.run_leg(plan, query, filters) for plan in self.plan(query, vectors, legs)}
+        results = self.run_legs(self.plan(query, vectors, legs), query, filters)
         t2 = time.perf_counter()
         fused = self.diversify(self.fuse(results, query), query)
         page = fused[query.offset : query.offset + query.size]
