@@ -31,6 +31,7 @@ from query_builder.searcher import HybridSearcher, fuse_legs
 
 WINDOW = 100
 WEIGHT_GRID = (0.0, 0.5, 1.0, 2.0, 4.0)
+WEIGHT_GRID_FIVE_LEGS = (0.0, 0.5, 1.0, 2.0)  # 5 legs x 5 weights would be ~8,000 candidates
 OBJECTIVE = "NDCG@10"
 
 LegRuns = dict[str, dict[str, RankedIds]]  # query id -> leg -> ranking
@@ -131,7 +132,7 @@ class KindTuning:
 
 def tune_kind(kind: str, qrels: Mapping[str, Mapping[str, int]], leg_runs: LegRuns, folds: int = 5) -> KindTuning:
     legs = sorted({leg for qid in qrels for leg in leg_runs[qid]}, key=lambda n: ("bm25", "text", "cross", "image", "product").index(n))
-    fusions = candidate_fusions(legs)
+    fusions = candidate_fusions(legs, WEIGHT_GRID if len(legs) < 5 else WEIGHT_GRID_FIVE_LEGS)
     matrix = score_matrix(qrels, leg_runs, fusions)
     means = matrix.mean(axis=1)
     best = int(np.argmax(means))
