@@ -145,7 +145,9 @@ class Haystack:
 
         self.stores = {}
         for leg, field in VECTOR_LEGS.items():
-            store = InMemoryDocumentStore(embedding_similarity_function="dot_product")
+            # its own index per leg (stores with one index name share their documents); no embeddings in results
+            store = InMemoryDocumentStore(embedding_similarity_function="dot_product", index=f"bench-{len(data['ids'])}-{leg}",
+                                          return_embedding=False)
             matrix = data["vectors"][field]
             store.write_documents([Document(id=i, content=t, embedding=matrix[n].tolist()) for n, (i, t) in enumerate(zip(data["ids"], data["titles"]))])
             self.stores[leg] = store
