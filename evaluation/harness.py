@@ -139,7 +139,9 @@ def own_photo_recall(store: Store, image_space: EmbeddingSpace, catalogue: Path,
     with catalogue.open() as lines:
         products = [p for p in map(json.loads, lines) if p.get("split") == "test"]
     ids = [p["id"] for p in products]
-    existing = store.existing(ids)
+    existing = {}
+    for start in range(0, len(ids), 500):  # one request per 500 on Elasticsearch
+        existing.update(store.existing(ids[start : start + 500]))
     images = np.stack([existing[i].vectors["image_vector"] for i in ids])
     titles = image_space.embed_texts([p["title"] for p in products])
     hits = 0

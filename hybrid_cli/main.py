@@ -519,11 +519,14 @@ def eval_command(ctx, queries, catalogue, variant, store_kind, out_dir, fusion_p
     out_path.mkdir(parents=True, exist_ok=True)
     catalogue_path = Path(catalogue)
     query_list = load_queries(queries)
-    with _progress() as progress:
-        store, searcher, image_space = _evaluation_searcher(ctx, catalogue_path, variant, out_path, store_kind, progress)
-        task = progress.add_task("queries x strategies", total=None)
-        table = run_strategies(searcher, query_list, catalogue_path.parent, with_tuned(STRATEGIES, profile),
-                               progress=lambda n: progress.advance(task, n))
+    try:
+        with _progress() as progress:
+            store, searcher, image_space = _evaluation_searcher(ctx, catalogue_path, variant, out_path, store_kind, progress)
+            task = progress.add_task("queries x strategies", total=None)
+            table = run_strategies(searcher, query_list, catalogue_path.parent, with_tuned(STRATEGIES, profile),
+                                   progress=lambda n: progress.advance(task, n))
+    except SearchError as exc:
+        _fail(str(exc))
     layout = settings.layout()
     results: dict[str, Any] = {"variant": variant, "store": store_kind, "depth": DEPTH, "queries": str(queries), "kinds": table,
                                "counts": dict(Counter(query_kind(q) for q in query_list)),
@@ -558,13 +561,13 @@ def tune(ctx, queries, catalogue, variant, store_kind, out_dir, folds, profile_o
     out_path.mkdir(parents=True, exist_ok=True)
     catalogue_path = Path(catalogue)
     query_list = load_queries(queries)
-    with _progress() as progress:
-        _, searcher, _ = _evaluation_searcher(ctx, catalogue_path, variant, out_path, store_kind, progress)
-        task = progress.add_task("legs per query", total=len(query_list))
-        try:
+    try:
+        with _progress() as progress:
+            _, searcher, _ = _evaluation_searcher(ctx, catalogue_path, variant, out_path, store_kind, progress)
+            task = progress.add_task("legs per query", total=len(query_list))
             profile, report = run_tuning(searcher, query_list, catalogue_path.parent, folds=folds, progress=lambda n: progress.advance(task, n))
-        except SearchError as exc:
-            _fail(str(exc))
+    except SearchError as exc:
+        _fail(str(exc))
     profile.notes["variant"] = variant
     profile.notes["queries"] = str(queries)
     target = Path(profile_out) if profile_out else out_path / f"fusion-profile-{variant}.json"

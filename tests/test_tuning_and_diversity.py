@@ -174,3 +174,18 @@ def test_report_and_plot(tmp_path):
     assert "hybrid RRF** 0.750 vs best single leg **BM25** 0.700: **1.07×** (aim ≥ 1.2: **not met**)" in report
     assert "Where hybrid loses here: hybrid RRF 0.550 < text kNN 0.600 on P@10 fine." in report
     assert "![precision at k, sparse](eval/precision-sparse.png)" in report and (tmp_path / "docs" / "eval" / "precision-sparse.png").exists()
+
+
+def test_eval_and_tune_on_elasticsearch_without_a_cluster_say_what_is_missing(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from hybrid_cli.main import cli
+
+    monkeypatch.delenv("HYBRID_SEARCH_ES_URL", raising=False)
+    queries = tmp_path / "q.jsonl"
+    queries.write_text(json.dumps({"id": "q", "text": "red", "relevance": {}}) + "\n")
+    catalogue = tmp_path / "c.jsonl"
+    catalogue.write_text("")
+    for command in ("eval", "tune"):
+        result = CliRunner().invoke(cli, [command, "--queries", str(queries), "--catalogue", str(catalogue), "--store", "elasticsearch", "--out", str(tmp_path)])
+        assert result.exit_code == 2 and "needs HYBRID_SEARCH_ES_URL" in result.output, result.output
