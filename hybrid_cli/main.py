@@ -495,9 +495,23 @@ def _eval_options(command):
     return command
 
 
+SHIPPED_PROFILES = Path(__file__).resolve().parents[1] / "evaluation" / "profiles"
+
+
+def _shipped_profile(variant: str, settings: Settings) -> str | None:
+    """The profile `scripts/evaluate.sh` tuned on the dev queries for this variant, if it was tuned with
+    the models configured now (else its weights would belong to other vectors)."""
+    path = SHIPPED_PROFILES / f"fusion-profile-{variant}.json"
+    if not path.exists():
+        return None
+    models = json.loads(path.read_text()).get("notes", {}).get("models")
+    return str(path) if models == {v.name: v.model_id for v in settings.layout().vector_fields} else None
+
+
 @cli.command("eval")
 @_eval_options
-@click.option("--fusion-profile", type=click.Path(exists=True, dir_okay=False), help="Add the tuned strategies (from `tune`).")
+@click.option("--fusion-profile", type=click.Path(exists=True, dir_okay=False),
+              help="Add the tuned strategies (from `tune`; default: the profile shipped in evaluation/profiles for these models).")
 @click.pass_context
 def eval_command(ctx, queries, catalogue, variant, store_kind, out_dir, fusion_profile) -> None:
     """Index the test split (once) and run every strategy on every query kind (protocol: ../shared/eval).
@@ -510,11 +524,13 @@ def eval_command(ctx, queries, catalogue, variant, store_kind, out_dir, fusion_p
     from query_builder.profile import FusionProfile
 
     settings = _settings(ctx)
-    profile_path = fusion_profile or settings.fusion_profile
+    profile_path = fusion_profile or settings.fusion_profile or _shipped_profile(variant, settings)
     try:
         profile = FusionProfile.load(profile_path) if profile_path else None
     except SearchError as exc:
         _fail(str(exc))
+    if profile_path:
+        console.print(f"tuned strategies from {profile_path}")
     out_path = Path(out_dir)
     out_path.mkdir(parents=True, exist_ok=True)
     catalogue_path = Path(catalogue)
@@ -570,6 +586,7 @@ def tune(ctx, queries, catalogue, variant, store_kind, out_dir, folds, profile_o
         _fail(str(exc))
     profile.notes["variant"] = variant
     profile.notes["queries"] = str(queries)
+    profile.notes["models"] = {v.name: v.model_id for v in _settings(ctx).layout().vector_fields}
     target = Path(profile_out) if profile_out else out_path / f"fusion-profile-{variant}.json"
     profile.save(target)
     table = Table(title=f"tuning ({variant}, NDCG@10, {folds}-fold cross-validation over queries)")

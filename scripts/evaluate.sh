@@ -9,6 +9,7 @@ EVAL_DIR=${EVAL_DIR:-/tmp/es-hybrid-search-eval}
 export HF_HUB_OFFLINE=1
 for variant in full sparse; do
   .venv/bin/hybrid-search tune --queries "$QUERIES" --catalogue "$DATA/catalogue.jsonl" --variant "$variant" --out "$EVAL_DIR"
+  cp "$EVAL_DIR/fusion-profile-$variant.json" evaluation/profiles/  # eval's default tuned strategy from now on
   .venv/bin/hybrid-search eval --queries "$QUERIES" --catalogue "$DATA/catalogue.jsonl" --variant "$variant" --out "$EVAL_DIR" \
     --fusion-profile "$EVAL_DIR/fusion-profile-$variant.json"
 done
