@@ -495,13 +495,12 @@ def _eval_options(command):
     return command
 
 
-SHIPPED_PROFILES = Path(__file__).resolve().parents[1] / "evaluation" / "profiles"
-
-
 def _shipped_profile(variant: str, settings: Settings) -> str | None:
     """The profile `scripts/evaluate.sh` tuned on the dev queries for this variant, if it was tuned with
     the models configured now (else its weights would belong to other vectors)."""
-    path = SHIPPED_PROFILES / f"fusion-profile-{variant}.json"
+    import evaluation
+
+    path = Path(evaluation.__file__).parent / "profiles" / f"fusion-profile-{variant}.json"
     if not path.exists():
         return None
     models = json.loads(path.read_text()).get("notes", {}).get("models")
