@@ -33,6 +33,18 @@ def losses(rows: dict[str, dict[str, float]], metrics: tuple[str, ...] = ("NDCG@
     return found
 
 
+def mmr_line(rows: dict[str, dict[str, float]]) -> str:
+    """What diversification did to precision and to the number of distinct looks on the first page."""
+    parts = []
+    for name in rows:
+        base = name[: -len(" + MMR")] if name.endswith(" + MMR") else None
+        if base and base in rows:
+            a, b = rows[base], rows[name]
+            parts.append(f"MMR on {base}: P@10 {a['P@10']:.3f} → {b['P@10']:.3f}, P@10 fine {a['P@10 fine']:.3f} → "
+                         f"{b['P@10 fine']:.3f}, distinct looks in the top 10 {a['looks@10']:.2f} → {b['looks@10']:.2f}")
+    return "; ".join(parts) + "." if parts else ""
+
+
 def aim_line(variant: str, rows: dict[str, dict[str, float]]) -> str:
     singles = {n: m["NDCG@10"] for n, m in rows.items() if n in SINGLE_LEGS}
     hybrids = {n: m["NDCG@10"] for n, m in rows.items() if _is_hybrid(n)}
@@ -91,6 +103,8 @@ def render(results: dict[str, dict[str, Any]], profiles: dict[str, dict[str, Any
             out += [f"### {kind} queries ({count})", "", markdown_table(rows, COLUMNS), ""]
             lost = losses(rows)
             out += ["Where hybrid loses here: " + ("; ".join(lost) + "." if lost else "nowhere on NDCG@10, P@10 or P@10 fine."), ""]
+            out += [mmr_line(rows)] if mmr_line(rows) else []
+            out += [""] if mmr_line(rows) else []
         if variant in profiles:
             out += [f"### Tuning (`fusion-profile-{variant}.json`)", "", *_tuning_section(profiles[variant]), ""]
     return "\n".join(out).rstrip() + "\n"
