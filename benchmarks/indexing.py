@@ -46,10 +46,10 @@ class RssSampler(threading.Thread):
         self.interval = interval
         self.peak_tree = 0
         self.peak_single = 0
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             try:
                 processes = [self.root, *self.root.children(recursive=True)]
                 sizes = []
@@ -62,10 +62,10 @@ class RssSampler(threading.Thread):
                 self.peak_single = max(self.peak_single, max(sizes, default=0))
             except psutil.Error:
                 return
-            self._stop.wait(self.interval)
+            self._halt.wait(self.interval)
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         self.join(5)
 
 

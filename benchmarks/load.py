@@ -63,7 +63,7 @@ def main(catalogue, queries, clients, seconds, broker, out_file) -> None:
         query_list = [json.loads(line) for line in lines if line.strip()]
     submitted = enqueue(catalogue_items(catalogue_path, {"split": "test"}), app=make_app(settings), batch_size=64,
                         options={"images_root": str(catalogue_path.parent)})
-    while store.count() < 1000:
+    while store.count() < min(1000, submitted.items):
         if worker.poll() is not None:
             raise SystemExit(f"the worker exited: {(work / 'worker.log').read_text()[-2000:]}")
         time.sleep(0.5)

@@ -29,8 +29,8 @@ How the three fuse, and why their top 10 can differ on the same legs:
 
 The fusion formulas agree; what differs is the BM25 leg. Ours is SQLite FTS5 BM25 (porter stemmer,
 unicode61 tokenizer, OR of the query words); Haystack's `InMemoryBM25Retriever` is its own BM25L
-(`bm25_algorithm="BM25L"`, its own tokenizer, no stemming); LanceDB's native full-text index has
-its own tokenizer and scoring. The kNN legs are exact in all three (same vectors, dot product =
+(`bm25_algorithm="BM25L"`, a regex tokenizer, lower case, no stemming); LanceDB's native full-text
+index (BM25; simple tokenizer, lower case, English stemming and stop-word removal by default). The kNN legs are exact in all three (same vectors, dot product =
 cosine on unit vectors), so they agree except for ties."""
 
 
