@@ -1,7 +1,7 @@
 """Locked-text contrastive training of the catalogue image tower.
 
 The packaged MiniLM stays frozen; a small image encoder (OpenCLIP config
-``catalogue-tower``: timm ``lcnet_075`` + a linear projection to 384-d) learns to put
+``catalogue-tower``: timm ``mobilenetv3_small_100``, its classifier as the projection to 384-d) learns to put
 a product photo next to the MiniLM vector of its title, with the symmetric InfoNCE
 loss over in-batch negatives and a learnable temperature. Because the OpenCLIP text
 tower of ``catalogue-tower`` *is* MiniLM (mean pooling, no projection), the image
@@ -64,7 +64,7 @@ def tower_model_config(config: TrainConfig) -> dict[str, Any]:
 class TrainConfig:
     catalogue: str
     out_dir: str
-    epochs: int = 24
+    epochs: int = 18
     batch_size: int = 256
     lr: float = 2e-3
     weight_decay: float = 0.05
@@ -76,11 +76,11 @@ class TrainConfig:
     threads: int = 2
     limit: int | None = None  # train on the first N products only (smoke tests)
     # the image tower: any timm model, at a size near the photos' own (Myntra's are 60x80)
-    architecture: str = "lcnet_075"
+    architecture: str = "mobilenetv3_small_100"
     image_size: tuple[int, int] = (80, 64)  # (height, width)
     projection: str = ""  # "": the timm classifier is the projection; "linear"/"mlp": OpenCLIP's head
     drop: float = 0.0  # dropout before OpenCLIP's projection head
-    drop_path: float = 0.0
+    drop_path: float = 0.05
     # products whose titles are (near) identical are positives of each other, not negatives
     multi_positive: bool = True
 
