@@ -217,15 +217,20 @@ def percentiles(samples_ms: list[float]) -> dict[str, float]:
             "p99": float(np.percentile(values, 99)), "mean": float(values.mean()), "n": int(values.size)}
 
 
-def timed(call: Callable[[str], Any], texts: list[str], repeats: int) -> dict[str, float]:
-    for text in texts[:20]:
+def timed(call: Callable[[str], Any], texts: list[str], repeats: int, budget_s: float) -> dict[str, float]:
+    """Latency samples: ``repeats`` passes over the queries, or fewer where a system is so slow that
+    ``budget_s`` runs out first (at least 20 queries; ``n`` in the result says how many)."""
+    for text in texts[:5]:
         call(text)  # warm-up
-    samples = []
+    samples: list[float] = []
+    deadline = time.monotonic() + budget_s
     for _ in range(repeats):
         for text in texts:
             started = time.perf_counter()
             call(text)
             samples.append(1000 * (time.perf_counter() - started))
+            if time.monotonic() > deadline and len(samples) >= 20:
+                return percentiles(samples)
     return percentiles(samples)
 
 
@@ -241,8 +246,10 @@ def overlap(a: list[str], b: list[str], k: int) -> float:
 @click.option("--workdir", type=click.Path(file_okay=False), default=None, help="Stores and tables (default: a temp folder).")
 @click.option("--repeats", type=int, default=3, show_default=True, help="Passes over the queries per system and size.")
 @click.option("--sizes", default="test,all", show_default=True)
+@click.option("--budget-s", type=float, default=90.0, show_default=True, help="Most seconds of timing per system and size.")
+@click.option("--agreement-queries", type=int, default=60, show_default=True, help="Queries whose top 10 and legs are compared.")
 @click.option("--out", "out_file", type=click.Path(dir_okay=False), default="benchmarks/results/query.json", show_default=True)
-def main(catalogue, queries, workdir, repeats, sizes, out_file) -> None:
+def main(catalogue, queries, workdir, repeats, sizes, budget_s, agreement_queries, out_file) -> None:
     from hybrid_core.config import Settings
     from hybrid_core.spaces import shares_text_tower
 
@@ -300,17 +307,19 @@ def main(catalogue, queries, workdir, repeats, sizes, out_file) -> None:
         latency = {}
         for name, call in systems.items():
             click.echo(f"  timing {name} ...", err=True)
-            latency[name] = timed(call, texts, repeats)
+            latency[name] = timed(call, texts, repeats, budget_s)
         # what each returns, and leg by leg where they differ
-        tops = {name: {t: call(t) for t in texts} for name, call in systems.items()}
-        legs = {ours.name: {t: ours.legs(t) for t in texts}, hay.name: {t: hay.legs(t, as_lists[t]) for t in texts},
-                lance.name: {t: lance.legs(t, leg_vectors[t]) for t in texts}}
+        compared = texts[:agreement_queries]
+        tops = {name: {t: call(t) for t in compared} for name, call in systems.items()}
+        legs = {ours.name: {t: ours.legs(t) for t in compared}, hay.name: {t: hay.legs(t, as_lists[t]) for t in compared},
+                lance.name: {t: lance.legs(t, leg_vectors[t]) for t in compared}}
         agreement = {}
         for peer in (hay.name, lance.name):
             agreement[peer] = {
-                "top10_overlap": statistics.mean(overlap(tops[ours.name][t], tops[peer][t], TOP) for t in texts),
-                "top10_identical_order": statistics.mean(float(tops[ours.name][t] == tops[peer][t]) for t in texts),
-                "leg_overlap@100": {leg: statistics.mean(overlap(legs[ours.name][t][leg], legs[peer][t][leg], WINDOW) for t in texts)
+                "queries": len(compared),
+                "top10_overlap": statistics.mean(overlap(tops[ours.name][t], tops[peer][t], TOP) for t in compared),
+                "top10_identical_order": statistics.mean(float(tops[ours.name][t] == tops[peer][t]) for t in compared),
+                "leg_overlap@100": {leg: statistics.mean(overlap(legs[ours.name][t][leg], legs[peer][t][leg], WINDOW) for t in compared)
                                     for leg in ("bm25", *VECTOR_LEGS)},
             }
         ours_p50 = latency[ours.name]["p50"]

@@ -68,25 +68,26 @@ def render() -> str:
         lines += [
             "## Query latency vs Haystack and LanceDB", "",
             f"`{r['command']}`", "",
-            f"{r['queries']} dev text queries × {r['repeats']} passes per system and size; BM25 + text kNN + cross-modal kNN + "
+            f"{r['queries']} dev text queries × {r['repeats']} passes per system and size (fewer where a system used up the "
+            f"time budget: `n` below); BM25 + text kNN + cross-modal kNN + "
             f"product-vector kNN, each leg's window {r['window']}, RRF k = 60, top {r['top']}; query vectors computed "
             f"beforehand. Versions: {', '.join(f'{k} {v}' for k, v in r.get('versions', {}).items())}.", "",
-            "| products | system | p50 ms | p95 ms | p99 ms | p50 / ours |", "| ---: | --- | ---: | ---: | ---: | ---: |",
+            "| products | system | p50 ms | p95 ms | p99 ms | n | p50 / ours |", "| ---: | --- | ---: | ---: | ---: | ---: | ---: |",
         ]
         for size, data in r["sizes"].items():
             ours = next(iter(data["latency_ms"]))
             for name, lat in data["latency_ms"].items():
                 ratio = "1" if name == ours else f"{lat['p50'] / data['latency_ms'][ours]['p50']:.1f}×"
-                lines.append(f"| {data['products']:,} | {name} | {_ms(lat['p50'])} | {_ms(lat['p95'])} | {_ms(lat['p99'])} | {ratio} |")
+                lines.append(f"| {data['products']:,} | {name} | {_ms(lat['p50'])} | {_ms(lat['p95'])} | {_ms(lat['p99'])} | {lat['n']} | {ratio} |")
         lines += ["", f"Query encoding on its own (MiniLM; the tower's text tower is the same model, so one pass: "
                       f"{enc['text_tower_shared']}): p50 {_ms(enc['p50'])} ms, p95 {_ms(enc['p95'])} ms, p99 {_ms(enc['p99'])} ms.", ""]
         lines += ["### Do they return the same top 10?", "",
-                  "| products | peer | top-10 overlap with ours | identical top 10 | BM25 leg overlap@100 | text | cross | product |",
-                  "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+                  "| products | peer | queries | top-10 overlap with ours | identical top 10 | BM25 leg overlap@100 | text | cross | product |",
+                  "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
         for size, data in r["sizes"].items():
             for peer, a in data["agreement_with_ours"].items():
                 legs = a["leg_overlap@100"]
-                lines.append(f"| {data['products']:,} | {peer} | {a['top10_overlap']:.3f} | {a['top10_identical_order']:.3f} | "
+                lines.append(f"| {data['products']:,} | {peer} | {a['queries']} | {a['top10_overlap']:.3f} | {a['top10_identical_order']:.3f} | "
                              f"{legs['bm25']:.3f} | {legs['text']:.3f} | {legs['cross']:.3f} | {legs['product']:.3f} |")
         lines += ["", RRF_NOTES, ""]
     load = RESULTS / "load.json"
