@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import random
 import shutil
-import socket
 import sqlite3
 import subprocess
 import threading
@@ -14,7 +13,7 @@ import time
 import pytest
 
 from indexer.producer import BrokerUnavailable, enqueue, wait
-from tests.queue_helpers import Worker, WorkerEnv, wait_until
+from tests.queue_helpers import Worker, WorkerEnv, _free_port, _redis_up, wait_until
 from tests.test_queue import open_store, redis  # noqa: F401 (redis is a fixture)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -75,12 +74,6 @@ def test_five_kill9s_during_a_2000_product_run(redis, tmp_path):  # noqa: F811
     _check_newest(wenv, newest)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class PrivateRedis:
     """A redis-server of this test's own, persisting as docker-compose does (AOF, fsync always)."""
 
@@ -98,22 +91,13 @@ class PrivateRedis:
              "--appendonly", "yes", "--appendfsync", "always", "--save", ""],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
-        wait_until(lambda: _answers(self.port), 20, "the private Redis")
+        wait_until(lambda: _redis_up(self.port), 20, "the private Redis")
         return self
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
             self.process.terminate()
             self.process.wait(20)
-
-
-def _answers(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
 
 
 def test_a_redis_restart_mid_run_loses_nothing_acknowledged(tmp_path):
