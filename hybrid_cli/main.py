@@ -480,6 +480,15 @@ def _evaluation_searcher(ctx, catalogue: Path, variant: str, out_dir: Path, stor
     return store, searcher, image_space
 
 
+def _evaluation_inputs(out_dir: str, catalogue: str, queries: str) -> tuple[Path, Path, list[dict[str, Any]]]:
+    """The output folder (created), the catalogue path and the queries, for eval and tune."""
+    from evaluation.harness import load_queries
+
+    out_path = Path(out_dir)
+    out_path.mkdir(parents=True, exist_ok=True)
+    return out_path, Path(catalogue), load_queries(queries)
+
+
 _EVAL_OPTIONS = [
     click.option("--queries", type=click.Path(exists=True, dir_okay=False), required=True),
     click.option("--catalogue", type=click.Path(exists=True, dir_okay=False), required=True),
@@ -518,7 +527,7 @@ def eval_command(ctx, queries, catalogue, variant, store_kind, out_dir, fusion_p
     Writes results-<variant>.json and precision-<variant>.png to --out."""
     from collections import Counter
 
-    from evaluation.harness import DEPTH, STRATEGIES, load_queries, markdown_table, own_photo_recall, query_kind, run_strategies, with_tuned
+    from evaluation.harness import DEPTH, STRATEGIES, markdown_table, own_photo_recall, query_kind, run_strategies, with_tuned
     from evaluation.plot import precision_plot
     from query_builder.profile import FusionProfile
 
@@ -530,10 +539,7 @@ def eval_command(ctx, queries, catalogue, variant, store_kind, out_dir, fusion_p
         _fail(str(exc))
     if profile_path:
         console.print(f"tuned strategies from {profile_path}")
-    out_path = Path(out_dir)
-    out_path.mkdir(parents=True, exist_ok=True)
-    catalogue_path = Path(catalogue)
-    query_list = load_queries(queries)
+    out_path, catalogue_path, query_list = _evaluation_inputs(out_dir, catalogue, queries)
     try:
         with _progress() as progress:
             store, searcher, image_space = _evaluation_searcher(ctx, catalogue_path, variant, out_path, store_kind, progress)
@@ -569,13 +575,9 @@ def tune(ctx, queries, catalogue, variant, store_kind, out_dir, folds, profile_o
     """Choose fusion method and per-leg weights per query kind on the dev queries (NDCG@10), estimate how the
     choice generalizes by cross-validation over query folds, and write a fusion profile that `search` and
     `eval` load (--fusion-profile, or fusion_profile / HYBRID_SEARCH_FUSION_PROFILE in the settings)."""
-    from evaluation.harness import load_queries
     from evaluation.tuning import tune as run_tuning
 
-    out_path = Path(out_dir)
-    out_path.mkdir(parents=True, exist_ok=True)
-    catalogue_path = Path(catalogue)
-    query_list = load_queries(queries)
+    out_path, catalogue_path, query_list = _evaluation_inputs(out_dir, catalogue, queries)
     try:
         with _progress() as progress:
             _, searcher, _ = _evaluation_searcher(ctx, catalogue_path, variant, out_path, store_kind, progress)
