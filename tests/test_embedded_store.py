@@ -10,7 +10,7 @@ import pytest
 
 from hybrid_core.filters import parse_filters
 from hybrid_core.stores.base import StoredDoc
-from hybrid_core.stores.embedded import EmbeddedStore, fts_match_expression
+from hybrid_core.stores.embedded import EmbeddedStore
 
 
 def make_doc(layout, pid: str, version: int, *, title: str = "plain product", colour: str = "Red", seed: int = 0, description: str = ""):
@@ -96,11 +96,6 @@ def test_bm25_field_weights_and_stemming(store, layout):
     assert [d for d, _ in desc_heavy] == ["d", "t"]
     assert all(score > 0 for _, score in title_heavy)
     assert store.bm25("!!! ???", boosts={}, filters=[], size=5) == []
-
-
-def test_fts_expression_is_quoted_and_bounded():
-    assert fts_match_expression('red "kurta" AND NOT(x)') == '"red" OR "kurta" OR "and" OR "not" OR "x"'
-    assert fts_match_expression("   ") is None
 
 
 def _writer(path: str, layout, prefix: str, n: int) -> None:

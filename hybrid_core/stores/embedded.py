@@ -9,8 +9,10 @@ refreshes its matrices incrementally (only rows with a newer ``seq``) before eac
 search instead of reloading the table.
 
 Scores follow Elasticsearch where they can: kNN over ``cosine`` reports
-``(1 + cos) / 2``; BM25 comes from FTS5 (``-bm25()``, porter stemming, per-field
-weights) and is *not* numerically equal to Lucene's BM25.
+``(1 + cos) / 2``. BM25 is FTS5's (porter stemming, per-field weights; *not*
+numerically equal to Lucene's BM25), computed from in-memory postings that are
+refreshed the same way as the vectors (``lexical.py`` says why); the FTS5 table
+stays the durable text index that any SQLite client can query.
 """
 
 from __future__ import annotations
@@ -31,23 +33,16 @@ from hybrid_core.errors import LayoutError, StoreError, TransientStoreError, Val
 from hybrid_core.filters import Condition, to_sql
 from hybrid_core.layout import FieldLayout
 from hybrid_core.stores.base import ExistingDoc, ItemErrorRecord, RankedIds, StoredDoc, WriteOutcome
+from hybrid_core.stores.lexical import Fts5Analyzer, LexicalIndex
 from hybrid_core.vectors import unit
 
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
-_TOKEN = re.compile(r"\w+", re.UNICODE)
 MAX_QUERY_TOKENS = 64
+FTS_TOKENIZE = "porter unicode61 remove_diacritics 2"
 
 
 def _blob(vector: np.ndarray) -> bytes:
     return unit(vector).astype("<f4").tobytes()
-
-
-def fts_match_expression(text: str) -> str | None:
-    """A safe FTS5 query: every word quoted, OR-ed (like ``multi_match``'s default ``or``)."""
-    tokens = _TOKEN.findall(text.lower())[:MAX_QUERY_TOKENS]
-    if not tokens:
-        return None
-    return " OR ".join(f'"{token}"' for token in dict.fromkeys(tokens))
 
 
 def _translate(exc: sqlite3.Error, what: str) -> StoreError:
@@ -85,7 +80,9 @@ class _VectorIndex:
             self.present[name] = present
         self.capacity = capacity
 
-    def apply(self, rows: list[sqlite3.Row]) -> None:
+    def apply(self, rows: list[sqlite3.Row]) -> list[int]:
+        """Take changed rows in; returns each row's position."""
+        positions = []
         new = sum(1 for row in rows if row["rowid"] not in self.position)
         self._grow(self.size + new)
         for row in rows:
@@ -96,6 +93,7 @@ class _VectorIndex:
                 self.position[row["rowid"]] = pos
                 self.rowids[pos] = row["rowid"]
                 self.ids.append(row["id"])
+            positions.append(pos)
             for name in self.fields:
                 blob = None if row["deleted"] else row[name]
                 if blob is None:
@@ -104,6 +102,7 @@ class _VectorIndex:
                     self.matrix[name][pos] = np.frombuffer(blob, dtype="<f4")
                     self.present[name][pos] = True
             self.seq = max(self.seq, row["seq"])
+        return positions
 
 
 class EmbeddedStore:
@@ -116,6 +115,9 @@ class EmbeddedStore:
         self._local = threading.local()
         self._index_lock = threading.Lock()
         self._index = _VectorIndex({vf.name: vf.dims for vf in layout.vector_fields})
+        self._analyzer_instance: Fts5Analyzer | None = None
+        self._analyzer_lock = threading.Lock()
+        self._lexical = LexicalIndex(len(layout.text_fields))
         self._initialized = False
         for name in [*layout.attribute_names, *(v.name for v in layout.vector_fields), *(t.name for t in layout.text_fields)]:
             if not _IDENT.match(name):
@@ -165,7 +167,7 @@ class EmbeddedStore:
                     conn.execute(f'CREATE INDEX "products_{a.name}" ON products ("{a.name}")')
                 conn.execute(
                     f"CREATE VIRTUAL TABLE products_fts USING fts5({text_cols}, "
-                    "tokenize = 'porter unicode61 remove_diacritics 2')"
+                    f"tokenize = '{FTS_TOKENIZE}')"
                 )
                 conn.execute(
                     """CREATE TABLE item_errors (n INTEGER PRIMARY KEY, at TEXT NOT NULL, item TEXT NOT NULL,
@@ -198,6 +200,14 @@ class EmbeddedStore:
             except sqlite3.Error as exc:
                 conn.execute("ROLLBACK")
                 raise _translate(exc, what) from exc
+
+    @property
+    def _analyzer(self) -> Fts5Analyzer:
+        # made on first use, in the process that searches (not before a worker forks)
+        with self._analyzer_lock:
+            if self._analyzer_instance is None:
+                self._analyzer_instance = Fts5Analyzer(len(self.layout.text_fields), FTS_TOKENIZE)
+            return self._analyzer_instance
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
@@ -334,13 +344,18 @@ class EmbeddedStore:
         with self._index_lock:
             try:
                 rows = conn.execute(
-                    f"SELECT rowid, id, deleted, seq, {vec_cols} FROM products WHERE seq > ? ORDER BY seq",
+                    f"SELECT rowid, id, deleted, seq, source, {vec_cols} FROM products WHERE seq > ? ORDER BY seq",
                     (self._index.seq,),
                 ).fetchall()
             except sqlite3.Error as exc:
                 raise _translate(exc, "refresh vectors") from exc
             if rows:
-                self._index.apply(rows)
+                positions = self._index.apply(rows)
+                live = [(pos, json.loads(row["source"])) for pos, row in zip(positions, rows) if not row["deleted"]]
+                texts = [[source.get(t.name) or "" for t in self.layout.text_fields] for _, source in live]
+                changes: dict[int, dict[str, list[int]] | None] = {pos: None for pos in positions}
+                changes.update(zip((pos for pos, _ in live), self._analyzer.analyze(texts)))
+                self._lexical.apply(changes)
             return self._index
 
     def _allowed_rowids(self, filters: list[Condition]) -> np.ndarray:
@@ -378,32 +393,24 @@ class EmbeddedStore:
         # one pass over the whole matrix, then pick the candidates' scores: gathering candidate rows
         # first would copy the matrix (67 MB at 44k x 384) on every query
         cosine = (matrix @ query)[candidates]
-        if candidates.size > k:
-            top = np.argpartition(-cosine, k - 1)[:k]
-            kth = cosine[top].min()
-            top = np.flatnonzero(cosine >= kth)  # keep ties at the cut so the id tiebreak is exact
-        else:
-            top = np.arange(candidates.size)
-        ranked = sorted(((-float(cosine[i]), ids[candidates[i]]) for i in top))[:k]
-        return [(doc_id, (1.0 - neg) / 2.0) for neg, doc_id in ranked]
+        return [(doc_id, (1.0 + cos) / 2.0) for doc_id, cos in _top(candidates, cosine, ids, k)]
 
     def bm25(self, text: str, *, boosts: dict[str, float], filters: list[Condition], size: int) -> RankedIds:
-        """FTS5 BM25 over the text fields with per-field weights; filters applied before the cut."""
-        match = fts_match_expression(text)
-        if match is None or size < 1:
+        """BM25 over the text fields with per-field weights, any query word matching (like
+        ``multi_match``'s default ``or``); filters applied before the cut; ties by id."""
+        terms = self._analyzer.query_terms(text, MAX_QUERY_TOKENS)
+        if not terms or size < 1:
             return []
         weights = [float(boosts.get(t.name, t.boost)) for t in self.layout.text_fields]
-        clause, params = to_sql(filters)
-        sql = (
-            f"SELECT p.id AS id, -bm25(products_fts, {', '.join('?' * len(weights))}) AS score "
-            "FROM products_fts JOIN products AS p ON p.rowid = products_fts.rowid "
-            f"WHERE products_fts MATCH ? AND p.deleted = 0 AND {clause} ORDER BY score DESC, p.id LIMIT ?"
-        )
-        try:
-            rows = self._conn().execute(sql, [*weights, match, *params, size]).fetchall()
-        except sqlite3.Error as exc:
-            raise _translate(exc, "BM25 search") from exc
-        return [(r["id"], float(r["score"])) for r in rows]
+        index = self._refresh()
+        with self._index_lock:
+            hits, scores = self._lexical.score(terms, weights, index.size)
+            rowids = index.rowids[: index.size]
+            ids = index.ids
+        if filters and hits.size:
+            keep = np.isin(rowids[hits], self._allowed_rowids(filters))
+            hits, scores = hits[keep], scores[keep]
+        return _top(hits, scores, ids, size)
 
     def sources(self, ids: list[str]) -> dict[str, dict[str, Any]]:
         if not ids:
@@ -420,3 +427,15 @@ class EmbeddedStore:
 
     def count(self) -> int:
         return int(self._conn().execute("SELECT COUNT(*) FROM products WHERE deleted = 0").fetchone()[0])
+
+
+def _top(positions: np.ndarray, scores: np.ndarray, ids: list[str], k: int) -> RankedIds:
+    """The ``k`` best (id, score), score descending, ties by id (as ``ORDER BY score DESC, id``)."""
+    if positions.size > k:
+        cut = np.argpartition(-scores, k - 1)[:k]
+        kth = scores[cut].min()
+        cut = np.flatnonzero(scores >= kth)  # keep ties at the cut so the id tiebreak is exact
+    else:
+        cut = np.arange(positions.size)
+    ranked = sorted((-float(scores[i]), ids[positions[i]]) for i in cut)[:k]
+    return [(doc_id, -neg) for neg, doc_id in ranked]

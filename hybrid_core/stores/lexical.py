@@ -1,0 +1,229 @@
+"""In-memory BM25 for the embedded store, scored exactly as SQLite FTS5's ``bm25()``.
+
+Why not ask FTS5: its ``bm25()`` is evaluated for every row that matches any query word,
+and in a product catalogue "men", "women" or "for" match most rows, so a five-word query
+over 44k products spent ~130 ms scoring and sorting in SQLite. Here the postings of each
+term are NumPy arrays, a query is a handful of vector operations over them and a top-k
+``argpartition`` (about 1-2 ms at 44k).
+
+What stays the same as FTS5: the tokenizer is FTS5's own (``tokenize`` string of the
+store's FTS table, run by an in-memory FTS5 table, so stemming and diacritics agree), and
+the score is FTS5's formula: ``idf = ln((N - n + 0.5) / (n + 0.5))`` clamped to 1e-6,
+``tf`` = sum of per-column weights over the instances in the row, ``|D|`` = the row's
+tokens in all columns, ``k1`` = 1.2, ``b`` = 0.75. A test checks scores against FTS5's.
+
+Layout: a *segment* of postings built in bulk (CSC-like: term -> slice of positions and
+per-column counts) plus a small *delta* of rows changed since; a changed row's old
+postings are masked out of the segment. The delta is folded into a new segment when it
+grows past a fraction of the index, the way Lucene merges segments.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+K1 = 1.2
+B = 0.75
+IDF_FLOOR = 1e-6
+
+
+def fts5_idf(n_rows: int, n_hit: np.ndarray | int) -> np.ndarray:
+    """FTS5's IDF: negative values (terms in more than half the rows) become 1e-6."""
+    idf = np.log((n_rows - np.asarray(n_hit, dtype=np.float64) + 0.5) / (np.asarray(n_hit, dtype=np.float64) + 0.5))
+    return np.where(idf <= 0.0, IDF_FLOOR, idf)
+
+
+def fts5_term_score(idf: float, tf: np.ndarray, doc_len: np.ndarray, avgdl: float) -> np.ndarray:
+    """One query term's contribution to FTS5's BM25 for each row (``tf`` already weighted)."""
+    return idf * (tf * (K1 + 1.0)) / (tf + K1 * (1.0 - B + B * doc_len / avgdl))
+
+
+class Fts5Analyzer:
+    """Turns texts into terms exactly as an FTS5 table with the same ``tokenize`` option does.
+
+    A private in-memory FTS5 table is filled and read back through ``fts5vocab`` (its
+    ``instance`` view lists every token with its row and column), so there is no second
+    stemmer to drift from the on-disk index.
+    """
+
+    def __init__(self, columns: int, tokenize: str) -> None:
+        self.columns = columns
+        self._lock = threading.Lock()  # one private connection, shared by a store's threads
+        self._conn = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+        names = ", ".join(f"c{i}" for i in range(columns))
+        self._conn.execute(f"CREATE VIRTUAL TABLE t USING fts5({names}, tokenize = {_sql_string(tokenize)})")
+        self._conn.execute("CREATE VIRTUAL TABLE v USING fts5vocab(t, 'instance')")
+
+    def analyze(self, rows: list[list[str]]) -> list[dict[str, list[int]]]:
+        """Per row: term -> count in each column."""
+        if not rows:
+            return []
+        with self._lock:
+            conn = self._conn
+            conn.execute("BEGIN")
+            try:
+                conn.executemany(
+                    f"INSERT INTO t (rowid, {', '.join(f'c{i}' for i in range(self.columns))}) VALUES (?{', ?' * self.columns})",
+                    [(i + 1, *row) for i, row in enumerate(rows)],
+                )
+                counts = Counter((doc, term, col) for term, doc, col in conn.execute("SELECT term, doc, col FROM v"))
+            finally:
+                conn.execute("ROLLBACK")
+        column_index = {f"c{i}": i for i in range(self.columns)}
+        out: list[dict[str, list[int]]] = [{} for _ in rows]
+        for (doc, term, col), n in counts.items():
+            out[doc - 1].setdefault(term, [0] * self.columns)[column_index[col]] += n
+        return out
+
+    def query_terms(self, text: str, limit: int) -> list[str]:
+        """The distinct terms of a query, in order of first appearance, at most ``limit``."""
+        with self._lock:
+            conn = self._conn
+            conn.execute("BEGIN")
+            try:
+                conn.execute("INSERT INTO t (rowid, c0) VALUES (1, ?)", (text,))
+                rows = conn.execute("SELECT term, offset FROM v").fetchall()
+            finally:
+                conn.execute("ROLLBACK")
+        ordered = [term for term, _ in sorted(rows, key=lambda r: r[1])]
+        return list(dict.fromkeys(ordered))[:limit]
+
+
+def _sql_string(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+@dataclass
+class _Segment:
+    """Postings of one bulk build: term -> positions[start:end] and counts[start:end, column]."""
+
+    slices: dict[str, tuple[int, int]] = field(default_factory=dict)
+    positions: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    counts: np.ndarray = field(default_factory=lambda: np.zeros((0, 1), dtype=np.float64))
+
+
+class LexicalIndex:
+    """BM25 postings over row positions (the same positions as the store's vector matrices)."""
+
+    def __init__(self, columns: int, *, merge_fraction: float = 0.05, merge_minimum: int = 2000) -> None:
+        self.columns = columns
+        self.merge_fraction = merge_fraction
+        self.merge_minimum = merge_minimum
+        self._rows: dict[int, dict[str, list[int]]] = {}  # every live row's terms (the source of a rebuild)
+        self._doc_len = np.zeros(0, dtype=np.float64)
+        self._total_tokens = 0
+        self._segment = _Segment(counts=np.zeros((0, columns)))
+        self._in_segment = np.zeros(0, dtype=bool)  # position's segment postings are current
+        self._delta: dict[str, dict[int, list[int]]] = {}
+        self._delta_rows: set[int] = set()
+
+    @property
+    def n_rows(self) -> int:
+        return len(self._rows)
+
+    def _ensure(self, size: int) -> None:
+        if size > len(self._doc_len):
+            capacity = max(size, 2 * len(self._doc_len), 1024)
+            self._doc_len = np.resize(self._doc_len, capacity)
+            self._doc_len[len(self._in_segment) :] = 0
+            grown = np.zeros(capacity, dtype=bool)
+            grown[: len(self._in_segment)] = self._in_segment
+            self._in_segment = grown
+
+    def apply(self, changes: dict[int, dict[str, list[int]] | None]) -> None:
+        """``changes``: position -> its terms now, or ``None`` for a row that is gone."""
+        if not changes:
+            return
+        self._ensure(max(changes) + 1)
+        for pos, terms in changes.items():
+            old = self._rows.pop(pos, None)
+            if old is not None:
+                self._total_tokens -= int(self._doc_len[pos])
+                if pos in self._delta_rows:
+                    for term in old:
+                        postings = self._delta[term]
+                        del postings[pos]
+                        if not postings:
+                            del self._delta[term]
+                    self._delta_rows.discard(pos)
+            self._in_segment[pos] = False
+            self._doc_len[pos] = 0
+            if terms is None:
+                continue
+            self._rows[pos] = terms
+            length = sum(sum(c) for c in terms.values())
+            self._doc_len[pos] = length
+            self._total_tokens += length
+            for term, counts in terms.items():
+                self._delta.setdefault(term, {})[pos] = counts
+            self._delta_rows.add(pos)
+        if len(self._delta_rows) > max(self.merge_minimum, self.merge_fraction * len(self._rows)):
+            self._merge()
+
+    def _merge(self) -> None:
+        """Fold every live row into one new segment (and empty the delta)."""
+        vocabulary: dict[str, int] = {}
+        term_ids: list[int] = []
+        positions: list[int] = []
+        counts: list[list[int]] = []
+        for pos, terms in self._rows.items():
+            for term, c in terms.items():
+                term_ids.append(vocabulary.setdefault(term, len(vocabulary)))
+                positions.append(pos)
+                counts.append(c)
+        ids = np.asarray(term_ids, dtype=np.int64)
+        order = np.argsort(ids, kind="stable")
+        sorted_ids = ids[order]
+        bounds = np.searchsorted(sorted_ids, np.arange(len(vocabulary) + 1))
+        self._segment = _Segment(
+            slices={term: (int(bounds[i]), int(bounds[i + 1])) for term, i in vocabulary.items()},
+            positions=np.asarray(positions, dtype=np.int64)[order],
+            counts=np.asarray(counts, dtype=np.float64).reshape(-1, self.columns)[order],
+        )
+        self._in_segment[:] = False
+        if self._rows:
+            self._in_segment[np.fromiter(self._rows, dtype=np.int64, count=len(self._rows))] = True
+        self._delta = {}
+        self._delta_rows = set()
+
+    def postings(self, term: str) -> tuple[np.ndarray, np.ndarray]:
+        """Current positions holding ``term`` and their per-column counts."""
+        parts_pos, parts_counts = [], []
+        span = self._segment.slices.get(term)
+        if span is not None:
+            pos = self._segment.positions[span[0] : span[1]]
+            current = self._in_segment[pos]
+            parts_pos.append(pos[current])
+            parts_counts.append(self._segment.counts[span[0] : span[1]][current])
+        delta = self._delta.get(term)
+        if delta:
+            parts_pos.append(np.fromiter(delta, dtype=np.int64, count=len(delta)))
+            parts_counts.append(np.asarray(list(delta.values()), dtype=np.float64).reshape(-1, self.columns))
+        if not parts_pos:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, self.columns))
+        return np.concatenate(parts_pos), np.concatenate(parts_counts)
+
+    def score(self, terms: list[str], weights: list[float], size: int) -> tuple[np.ndarray, np.ndarray]:
+        """Positions matching any term and their FTS5 BM25 scores (unsorted; ``size`` is the array
+        length the caller's position arrays have)."""
+        n = self.n_rows
+        if n == 0 or not terms:
+            return np.zeros(0, dtype=np.int64), np.zeros(0)
+        avgdl = self._total_tokens / n
+        w = np.asarray(weights, dtype=np.float64)
+        scores = np.zeros(size)
+        matched = np.zeros(size, dtype=bool)
+        for term in terms:
+            pos, counts = self.postings(term)
+            if pos.size == 0:
+                continue
+            idf = float(fts5_idf(n, pos.size))
+            scores[pos] += fts5_term_score(idf, counts @ w, self._doc_len[pos], avgdl)
+            matched[pos] = True
+        hits = np.flatnonzero(matched)
+        return hits, scores[hits]

@@ -1,0 +1,91 @@
+"""The embedded store's in-memory BM25 against SQLite FTS5's own ``bm25()`` on the same
+table: same hits, same order, same scores, through inserts, updates, deletes and segment
+merges, with field weights and filters."""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+
+import numpy as np
+import pytest
+
+from hybrid_core.filters import parse_filters, to_sql
+from hybrid_core.stores.embedded import EmbeddedStore
+from hybrid_core.stores.lexical import Fts5Analyzer, LexicalIndex, fts5_idf
+from tests.test_embedded_store import make_doc
+
+WORDS = (
+    "men women red blue black white green running shoes shoe kurta kurtas cotton slim fit jeans "
+    "t-shirt tshirt watch analog café printed casual sports for with and the nike puma adidas "
+    "sandals flip flops bag handbag"
+).split()
+
+
+def _fts5_reference(path, text: str, weights: list[float], filters, size: int) -> list[tuple[str, float]]:
+    """What the store answered before it kept postings in memory: FTS5 scoring every match."""
+    terms = Fts5Analyzer(2, "porter unicode61 remove_diacritics 2").query_terms(text, 64)
+    if not terms:
+        return []
+    clause, params = to_sql(filters)
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute(
+            "SELECT p.id, -bm25(products_fts, ?, ?) AS score FROM products_fts "
+            "JOIN products AS p ON p.rowid = products_fts.rowid "
+            f"WHERE products_fts MATCH ? AND p.deleted = 0 AND {clause} ORDER BY score DESC, p.id LIMIT ?",
+            [*weights, " OR ".join(f'"{t}"' for t in terms), *params, size],
+        ).fetchall()
+    return [(r[0], float(r[1])) for r in rows]
+
+
+def _text(rng: random.Random, n: int) -> str:
+    return " ".join(rng.choice(WORDS) for _ in range(n))
+
+
+@pytest.mark.parametrize("merge_minimum", [5, 100_000])  # merging often / never (all in the delta)
+def test_bm25_equals_fts5_through_updates_deletes_and_merges(tmp_path, layout, merge_minimum):
+    rng = random.Random(7)
+    store = EmbeddedStore(tmp_path / "s.sqlite", layout)
+    store._lexical = LexicalIndex(len(layout.text_fields), merge_minimum=merge_minimum, merge_fraction=0.0)
+    queries = ["black running shoes for men", "Kurtas", "café", "t-shirt slim", "nike OR NOT puma", "zzz unknown"]
+    weights_sets = [[1.0, 1.0], [3.0, 1.0], [1.0, 0.0]]
+    filters_sets = [[], parse_filters({"colour": "Blue"}, layout)]
+    versions: dict[str, int] = {}
+    for round_ in range(6):
+        docs, deletes = [], []
+        for _ in range(40):
+            pid = f"p{rng.randrange(120):03d}"
+            versions[pid] = versions.get(pid, 0) + 1
+            if rng.random() < 0.15:
+                deletes.append((pid, versions[pid]))
+            else:
+                docs.append(make_doc(layout, pid, versions[pid], title=_text(rng, rng.randint(1, 8)),
+                                     description=_text(rng, rng.randint(0, 12)), colour=rng.choice(["Red", "Blue"]), seed=round_))
+        seen, unique_docs = set(), []
+        for d in reversed(docs):  # one version per id per batch
+            if d.id not in seen and d.id not in {p for p, _ in deletes}:
+                seen.add(d.id)
+                unique_docs.append(d)
+        store.write(unique_docs, [(p, v) for p, v in deletes if p not in seen])
+        for text in queries:
+            for weights in weights_sets:
+                for filters in filters_sets:
+                    boosts = dict(zip([t.name for t in layout.text_fields], weights))
+                    got = store.bm25(text, boosts=boosts, filters=filters, size=15)
+                    want = _fts5_reference(store.path, text, weights, filters, 15)
+                    assert [d for d, _ in got] == [d for d, _ in want], (round_, text, weights)
+                    assert [s for _, s in got] == pytest.approx([s for _, s in want], rel=1e-9, abs=1e-12)
+    store.close()
+
+
+def test_query_terms_are_fts5_tokens_in_order_and_bounded():
+    analyzer = Fts5Analyzer(1, "porter unicode61 remove_diacritics 2")
+    assert analyzer.query_terms('Red "Kurtas" AND NOT(x) red', 64) == ["red", "kurta", "and", "not", "x"]
+    assert analyzer.query_terms("Café crème", 64) == ["cafe", "creme"]
+    assert analyzer.query_terms("!!! ???", 64) == []
+    assert analyzer.query_terms(" ".join(f"w{i}" for i in range(100)), 64) == [f"w{i}" for i in range(64)]
+
+
+def test_fts5_idf_floor():
+    assert float(fts5_idf(10, 8)) == pytest.approx(1e-6)
+    assert float(fts5_idf(10, 1)) == pytest.approx(np.log(9.5 / 1.5))
