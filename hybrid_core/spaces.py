@@ -237,6 +237,9 @@ class EmbeddingSpace:
                     f"space {self.name!r}: image tower weights {self.spec.pretrained_image!r} do not fit {self.spec.model!r}: {exc}"
                 ) from exc
         model.eval()
+        # channels-last: convolutional towers (the catalogue tower's MobileNetV3, ConvNeXt, ResNet)
+        # run about twice as fast on a CPU; a ViT's patch embedding does not mind
+        model.visual.to(memory_format=torch.channels_last)
         self._extra["preprocess"] = preprocess
         self._extra["tokenizer"] = open_clip.get_tokenizer(self.spec.model)
         text_tower = getattr(model, "text", None)
@@ -303,7 +306,8 @@ class EmbeddingSpace:
         with torch.inference_mode():
             for start in range(0, len(images), self.spec.batch_size):
                 batch = torch.stack([preprocess(img.convert("RGB")) for img in images[start : start + self.spec.batch_size]])
-                chunks.append(self._model.encode_image(batch.to(self.spec.device), normalize=True).float().cpu().numpy())
+                batch = batch.to(self.spec.device).contiguous(memory_format=torch.channels_last)
+                chunks.append(self._model.encode_image(batch, normalize=True).float().cpu().numpy())
         return _as_float32_rows(np.concatenate(chunks), self.dims, self.name)
 
     def embed_query(self, text: str) -> np.ndarray:

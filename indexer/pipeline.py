@@ -8,11 +8,16 @@ Per batch: each item is validated on its own (a bad one becomes an
 wins; ids the store already holds at a newer version are dropped before any
 encoding; inputs whose content hash is unchanged keep their stored vectors; every
 model runs one pass over the whole batch; the store gets one ``write`` call.
+
+Photos are read and decoded in a helper thread while the text model runs (both
+release the GIL), so reading them costs the batch almost nothing.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,6 +74,7 @@ class _Pending:
     images: list[Any] = field(default_factory=list)
     previous: ExistingDoc | None = None
     vectors: dict[str, np.ndarray] = field(default_factory=dict)
+    reused: bool = True  # every vector came from the store (nothing encoded)
 
     @property
     def product(self) -> Product:
@@ -131,18 +137,23 @@ def process_batch(
         if update.op == "delete":
             deletes.append((update.id, update.version))
             continue
-        entry = _Pending(update, update.product.text_hash(model_ids), previous=previous)  # type: ignore[union-attr]
-        if image_space is not None and entry.product.images:
-            try:
-                loaded = [load_image(ref, root=root, limits=runtime.limits) for ref in entry.product.images]
-            except ValueError as exc:
-                fail(update.ref, str(exc), update)
-                continue
-            entry.images = [img.image for img in loaded]
-            entry.image_hash = image_hash([img.content for img in loaded], image_model_ids)
-        pending.append(entry)
+        pending.append(_Pending(update, update.product.text_hash(model_ids), previous=previous))  # type: ignore[union-attr]
 
-    _encode(pending, text_space, image_space, report)
+    with_images = [p for p in pending if image_space is not None and p.product.images]
+    photos: Future | None = None
+    if with_images:
+        photos = _photo_reader().submit(_read_photos, with_images, root, runtime.limits, image_model_ids)
+    try:
+        _encode_text(pending, text_space)
+    finally:
+        failed = photos.result() if photos is not None else {}
+    for entry in pending:
+        if id(entry) in failed:
+            fail(entry.update.ref, failed[id(entry)], entry.update)
+    pending = [p for p in pending if id(p) not in failed]
+    if image_space is not None:
+        _encode_images(pending, text_space, image_space)
+    report.reused_vectors += sum(1 for p in pending if p.reused)
 
     docs = [
         StoredDoc(
@@ -164,21 +175,52 @@ def process_batch(
     return report
 
 
-def _encode(
-    pending: list[_Pending], text_space: EmbeddingSpace, image_space: EmbeddingSpace | None, report: BatchReport
-) -> None:
-    """Fill every pending product's vectors: reuse unchanged ones, one model pass for the rest."""
+_READERS: dict[int, ThreadPoolExecutor] = {}
+
+
+def _photo_reader() -> ThreadPoolExecutor:
+    """One reader thread per process (made after a worker forks, never inherited)."""
+    reader = _READERS.get(os.getpid())
+    if reader is None:
+        reader = _READERS[os.getpid()] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="photo-reader")
+    return reader
+
+
+def _read_photos(entries: list[_Pending], root: Path | None, limits: ImageLimits, model_ids: list[str]) -> dict[int, str]:
+    """Read and decode every entry's photos; returns why, for the entries whose photos failed."""
+    failed: dict[int, str] = {}
+    for entry in entries:
+        try:
+            loaded = [load_image(ref, root=root, limits=limits) for ref in entry.product.images]
+        except ValueError as exc:
+            failed[id(entry)] = str(exc)
+            continue
+        entry.images = [img.image for img in loaded]
+        entry.image_hash = image_hash([img.content for img in loaded], model_ids)
+    return failed
+
+
+def _encode_text(pending: list[_Pending], text_space: EmbeddingSpace) -> None:
+    """Text vectors: reuse unchanged ones, one model pass for the rest."""
     need_text: list[_Pending] = []
-    need_cross: list[_Pending] = []
-    need_image: list[_Pending] = []
     for p in pending:
         vector = p.reusable("text_vector", p.text_hash, p.previous.text_hash if p.previous else None)
         if vector is not None:
             p.vectors["text_vector"] = vector
         else:
             need_text.append(p)
-        if image_space is None:
-            continue
+            p.reused = False
+    if need_text:
+        vectors = text_space.embed_texts([p.product.embedding_text for p in need_text])
+        for p, vector in zip(need_text, vectors):
+            p.vectors["text_vector"] = vector
+
+
+def _encode_images(pending: list[_Pending], text_space: EmbeddingSpace, image_space: EmbeddingSpace) -> None:
+    """Image and product vectors (photos already read): reuse unchanged ones, one pass for the rest."""
+    need_cross: list[_Pending] = []
+    need_image: list[_Pending] = []
+    for p in pending:
         stored_image_hash = p.previous.image_hash if p.previous else None
         image_vector = p.reusable("image_vector", p.image_hash, stored_image_hash) if p.images else None
         if image_vector is not None:
@@ -190,15 +232,8 @@ def _encode(
             p.vectors["product_vector"] = product_vector
         else:
             need_cross.append(p)
-    encoded = {id(p) for p in (*need_text, *need_image, *need_cross)}
-    report.reused_vectors += sum(1 for p in pending if id(p) not in encoded)
-
-    if need_text:
-        vectors = text_space.embed_texts([p.product.embedding_text for p in need_text])
-        for p, vector in zip(need_text, vectors):
-            p.vectors["text_vector"] = vector
-    if image_space is None:
-        return
+    for p in (*need_image, *need_cross):
+        p.reused = False
     if need_image:
         flat = [img for p in need_image for img in p.images]
         image_vectors = image_space.embed_images(flat)
