@@ -8,7 +8,7 @@ is indexed once through the worker's pipeline into an embedded store (reused whi
 the models stay the same); the test split (8,785) and the whole catalogue (44,072)
 are then loaded, with those vectors, into
 
-* ours: the embedded store + ``HybridSearcher`` (SQLite FTS5 BM25, exact NumPy kNN),
+* ours: the embedded store + ``HybridSearcher`` (FTS5-scored BM25 from in-memory postings, exact NumPy kNN),
 * Haystack: ``InMemoryDocumentStore`` x3 (one per vector field, a Document has one
   embedding), ``InMemoryBM25Retriever`` + three ``InMemoryEmbeddingRetriever`` +
   ``DocumentJoiner(join_mode="reciprocal_rank_fusion")`` in a ``Pipeline``,

@@ -27,8 +27,8 @@ How the three fuse, and why their top 10 can differ on the same legs:
   the same as ours; the scores are cast to float32 before sorting (so near-ties can collapse), and
   ties keep the order of the concatenated result tables.
 
-The fusion formulas agree; what differs is the BM25 leg. Ours is SQLite FTS5 BM25 (porter stemmer,
-unicode61 tokenizer, OR of the query words); Haystack's `InMemoryBM25Retriever` is its own BM25L
+The fusion formulas agree; what differs is the BM25 leg. Ours is SQLite FTS5's BM25 formula and tokenizer (porter stemmer,
+unicode61 tokenizer, OR of the query words), scored from in-memory postings; Haystack's `InMemoryBM25Retriever` is its own BM25L
 (`bm25_algorithm="BM25L"`, a regex tokenizer, lower case, no stemming); LanceDB's native full-text
 index (BM25; simple tokenizer, lower case, English stemming and stop-word removal by default). The kNN legs are exact in all three (same vectors, dot product =
 cosine on unit vectors), so they agree except for ties."""
