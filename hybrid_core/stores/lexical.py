@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -71,13 +70,17 @@ class Fts5Analyzer:
                     f"INSERT INTO t (rowid, {', '.join(f'c{i}' for i in range(self.columns))}) VALUES (?{', ?' * self.columns})",
                     [(i + 1, *row) for i, row in enumerate(rows)],
                 )
-                counts = Counter((doc, term, col) for term, doc, col in conn.execute("SELECT term, doc, col FROM v"))
+                counts = conn.execute("SELECT doc, term, col, count(*) FROM v GROUP BY doc, term, col").fetchall()
             finally:
                 conn.execute("ROLLBACK")
         column_index = {f"c{i}": i for i in range(self.columns)}
         out: list[dict[str, list[int]]] = [{} for _ in rows]
-        for (doc, term, col), n in counts.items():
-            out[doc - 1].setdefault(term, [0] * self.columns)[column_index[col]] += n
+        for doc, term, col, n in counts:
+            terms = out[doc - 1]
+            per_column = terms.get(term)
+            if per_column is None:
+                per_column = terms[term] = [0] * self.columns
+            per_column[column_index[col]] = n
         return out
 
     def query_terms(self, text: str, limit: int) -> list[str]:
@@ -159,11 +162,14 @@ class LexicalIndex:
             length = sum(sum(c) for c in terms.values())
             self._doc_len[pos] = length
             self._total_tokens += length
-            for term, counts in terms.items():
-                self._delta.setdefault(term, {})[pos] = counts
             self._delta_rows.add(pos)
         if len(self._delta_rows) > max(self.merge_minimum, self.merge_fraction * len(self._rows)):
-            self._merge()
+            self._merge()  # a bulk load goes straight into a segment
+            return
+        for pos, terms in changes.items():
+            if terms is not None:
+                for term, counts in terms.items():
+                    self._delta.setdefault(term, {})[pos] = counts
 
     def _merge(self) -> None:
         """Fold every live row into one new segment (and empty the delta)."""
