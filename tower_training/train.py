@@ -64,7 +64,7 @@ def tower_model_config(config: TrainConfig) -> dict[str, Any]:
 class TrainConfig:
     catalogue: str
     out_dir: str
-    epochs: int = 18
+    epochs: int = 22
     batch_size: int = 256
     lr: float = 2e-3
     weight_decay: float = 0.05
@@ -77,7 +77,7 @@ class TrainConfig:
     limit: int | None = None  # train on the first N products only (smoke tests)
     # the image tower: any timm model, at a size near the photos' own (Myntra's are 60x80)
     architecture: str = "mobilenetv3_small_100"
-    image_size: tuple[int, int] = (80, 64)  # (height, width)
+    image_size: tuple[int, int] = (128, 96)  # (height, width)
     projection: str = ""  # "": the timm classifier is the projection; "linear"/"mlp": OpenCLIP's head
     drop: float = 0.0  # dropout before OpenCLIP's projection head
     drop_path: float = 0.05
