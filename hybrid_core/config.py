@@ -57,6 +57,8 @@ class Settings:
     store: str = "embedded"
     store_path: str = field(default_factory=default_store_path)
     store_busy_timeout_s: float = 30.0  # embedded store: how long a write waits for a lock before the task retries
+    # embedded store: exact kNN up to this many rows, an HNSW graph per field above (unfiltered legs)
+    exact_knn_max_rows: int = 20_000
     broker_url: str = DEFAULT_BROKER
     queue: str = "catalogue-updates"
     result_backend: str | None = None  # defaults to the broker
@@ -85,6 +87,8 @@ class Settings:
             self.image_allowed_networks = tuple(str(ipaddress.ip_network(n, strict=False)) for n in self.image_allowed_networks)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"image_allowed_networks must be CIDRs such as 10.20.0.0/16: {exc}") from None
+        if self.exact_knn_max_rows < 0:
+            raise ConfigError(f"exact_knn_max_rows must be >= 0, got {self.exact_knn_max_rows}")
         if self.visibility_timeout_s < 10:
             raise ConfigError(f"visibility_timeout_s must be >= 10 seconds, got {self.visibility_timeout_s}")
 
@@ -103,7 +107,9 @@ class Settings:
             return ElasticsearchStore(es_client(self), self.layout(), alias=self.es_alias, refresh=refresh)
         from hybrid_core.stores.embedded import EmbeddedStore
 
-        return EmbeddedStore(self.store_path, self.layout(), busy_timeout_s=self.store_busy_timeout_s)
+        return EmbeddedStore(
+            self.store_path, self.layout(), busy_timeout_s=self.store_busy_timeout_s, exact_knn_max_rows=self.exact_knn_max_rows
+        )
 
     def embedding_spaces(self) -> tuple[EmbeddingSpace, EmbeddingSpace | None]:
         """The text and image spaces, not loaded yet."""
@@ -141,6 +147,7 @@ class Settings:
             ("store", str),
             ("store_path", str),
             ("store_busy_timeout_s", float),
+            ("exact_knn_max_rows", int),
             ("broker_url", str),
             ("queue", str),
             ("result_backend", str),

@@ -123,3 +123,38 @@ def test_several_processes_write_while_one_reads(tmp_path, layout):
         assert w.exitcode == 0
     assert reader.count() == 600
     assert len(reader.knn("text_vector", query, k=1000, num_candidates=1000, filters=[])) == 600
+
+
+def test_hnsw_legs_find_what_exact_search_finds_through_updates_and_deletes(tmp_path, layout):
+    """Above ``exact_knn_max_rows`` an unfiltered leg searches an HNSW graph; on a small catalogue with
+    num_candidates covering it, the graph must return exactly the exact answer, kept current by refresh."""
+    exact = EmbeddedStore(tmp_path / "s.sqlite", layout, exact_knn_max_rows=None)
+    graph = EmbeddedStore(tmp_path / "s.sqlite", layout, exact_knn_max_rows=0)
+    rng = np.random.default_rng(5)
+    exact.write([make_doc(layout, f"d{i:03d}", 1, seed=i) for i in range(300)], [])
+    queries = [rng.normal(size=384).astype(np.float32) for _ in range(5)]
+    image_queries = [rng.normal(size=layout.vector("image_vector").dims).astype(np.float32) for _ in range(5)]
+
+    def same_answers():
+        for field, field_queries in (("text_vector", queries), ("image_vector", image_queries)):
+            for q in field_queries:
+                want = exact.knn(field, q, k=20, num_candidates=400, filters=[])
+                got = graph.knn(field, q, k=20, num_candidates=400, filters=[])
+                assert [d for d, _ in got] == [d for d, _ in want]
+                assert [s for _, s in got] == pytest.approx([s for _, s in want], abs=1e-6)
+
+    same_answers()
+    assert set(graph._ann) == {"text_vector", "image_vector"} and not exact._ann
+    # new versions move vectors, deletes remove rows, new rows arrive: the graph follows
+    exact.write([make_doc(layout, f"d{i:03d}", 2, seed=1000 + i) for i in range(0, 300, 7)], [(f"d{i:03d}", 3) for i in range(1, 300, 11)])
+    exact.write([make_doc(layout, f"n{i:03d}", 1, seed=5000 + i) for i in range(50)], [])
+    same_answers()
+    deleted = {f"d{i:03d}" for i in range(1, 300, 11)}
+    assert not deleted & {d for q in queries for d, _ in graph.knn("text_vector", q, k=50, num_candidates=400, filters=[])}
+    # a filtered leg stays exact
+    blue = parse_filters({"colour": "Red"}, layout)
+    assert graph.knn("text_vector", queries[0], k=5, num_candidates=50, filters=blue) == exact.knn(
+        "text_vector", queries[0], k=5, num_candidates=50, filters=blue
+    )
+    exact.close()
+    graph.close()

@@ -32,6 +32,7 @@ import numpy as np
 from hybrid_core.errors import LayoutError, StoreError, TransientStoreError, ValidationError
 from hybrid_core.filters import Condition, to_sql
 from hybrid_core.layout import FieldLayout
+from hybrid_core.stores.ann import HnswField
 from hybrid_core.stores.base import ExistingDoc, ItemErrorRecord, RankedIds, StoredDoc, WriteOutcome
 from hybrid_core.stores.lexical import Fts5Analyzer, LexicalIndex
 from hybrid_core.vectors import unit
@@ -108,10 +109,16 @@ class _VectorIndex:
 class EmbeddedStore:
     """SQLite + NumPy store for one field layout. Construction does no I/O."""
 
-    def __init__(self, path: str | Path, layout: FieldLayout, *, busy_timeout_s: float = 30.0) -> None:
+    def __init__(
+        self, path: str | Path, layout: FieldLayout, *, busy_timeout_s: float = 30.0, exact_knn_max_rows: int | None = 20_000
+    ) -> None:
+        """``exact_knn_max_rows``: above this many rows an unfiltered kNN leg searches an HNSW graph
+        (``ann.py``); ``None``: always exact."""
         self.path = Path(path)
         self.layout = layout
         self.busy_timeout_s = busy_timeout_s
+        self.exact_knn_max_rows = exact_knn_max_rows
+        self._ann: dict[str, HnswField] = {}
         self._local = threading.local()
         self._index_lock = threading.Lock()
         self._index = _VectorIndex({vf.name: vf.dims for vf in layout.vector_fields})
@@ -351,6 +358,8 @@ class EmbeddedStore:
                 raise _translate(exc, "refresh vectors") from exc
             if rows:
                 positions = self._index.apply(rows)
+                for name, graph in self._ann.items():
+                    graph.sync(self._index.matrix[name], self._index.present[name], positions)
                 live = [(pos, json.loads(row["source"])) for pos, row in zip(positions, rows) if not row["deleted"]]
                 texts = [[source.get(t.name) or "" for t in self.layout.text_fields] for _, source in live]
                 changes: dict[int, dict[str, list[int]] | None] = {pos: None for pos in positions}
@@ -379,6 +388,17 @@ class EmbeddedStore:
             return []
         query = query / norm
         index = self._refresh()
+        if not filters and self.exact_knn_max_rows is not None and index.size > self.exact_knn_max_rows:
+            with self._index_lock:
+                graph = self._ann.get(field)
+                if graph is None:
+                    graph = self._ann[field] = HnswField(spec.dims)
+                    graph.sync(index.matrix[field], index.present[field], range(index.size))
+                found = graph.search(query, k, num_candidates)
+                # exact scores (and so the exact order) for what the graph found
+                cosine = index.matrix[field][found] @ query
+                ids = index.ids
+            return [(doc_id, (1.0 + cos) / 2.0) for doc_id, cos in _top(found, cosine, ids, k)]
         with self._index_lock:
             n = index.size
             mask = index.present[field][:n].copy()
