@@ -64,8 +64,11 @@ class HybridSearcher:
         image_space: EmbeddingSpace | None = None,
         *,
         image_limits: ImageLimits | None = None,
-        parallel_legs: bool = True,
+        parallel_legs: bool | None = None,
     ) -> None:
+        """``parallel_legs``: run the legs in threads; by default where the store says it pays
+        (``Store.concurrent_legs``: Elasticsearch round trips overlap, the embedded store's
+        sub-millisecond legs do not, a thread hand-off costs more than it saves)."""
         self.store = store
         self.layout = layout
         self.text_space = text_space
@@ -185,7 +188,8 @@ class HybridSearcher:
     def run_legs(self, plans: list[LegPlan], query: HybridQuery, filters: list[Condition]) -> dict[str, RankedIds]:
         """Every leg, concurrently where there are several (NumPy's matrix products and SQLite release
         the GIL, so kNN legs over large matrices overlap on the cores); results in plan order."""
-        if not self.parallel_legs or len(plans) < 2:
+        parallel = self.parallel_legs if self.parallel_legs is not None else getattr(self.store, "concurrent_legs", True)
+        if not parallel or len(plans) < 2:
             return {plan.name: self.run_leg(plan, query, filters) for plan in plans}
         futures = [(plan.name, _LEG_POOL.submit(self.run_leg, plan, query, filters)) for plan in plans]
         return {name: future.result() for name, future in futures}

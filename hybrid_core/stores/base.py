@@ -64,6 +64,7 @@ class Store(Protocol):
     """What the indexer writes through and the query builder reads from."""
 
     layout: FieldLayout
+    concurrent_legs: bool  # whether a search gains from running its legs in threads (I/O-bound legs)
 
     def existing(self, ids: list[str]) -> dict[str, ExistingDoc]: ...
 

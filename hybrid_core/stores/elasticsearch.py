@@ -57,6 +57,8 @@ def bulk_actions(docs: list[StoredDoc], deletes: list[tuple[str, int]], index: s
 class ElasticsearchStore:
     """Store on an Elasticsearch cluster; the client is injected, construction does no I/O."""
 
+    concurrent_legs = True  # each leg is a round trip to the cluster: they overlap
+
     def __init__(
         self,
         client: Any,

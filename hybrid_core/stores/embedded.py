@@ -109,6 +109,8 @@ class _VectorIndex:
 class EmbeddedStore:
     """SQLite + NumPy store for one field layout. Construction does no I/O."""
 
+    concurrent_legs = False  # legs are in-process CPU work of about a millisecond: run them in turn
+
     def __init__(
         self, path: str | Path, layout: FieldLayout, *, busy_timeout_s: float = 30.0, exact_knn_max_rows: int | None = 20_000
     ) -> None:
