@@ -293,6 +293,9 @@ def main(catalogue, queries, workdir, repeats, sizes, budget_s, agreement_querie
         click.echo(f"{size}: {len(data['ids'])} products; loading peers ...", err=True)
         ours = Ours(store, settings, text_vectors, cross_vectors)
         started = time.perf_counter()
+        store.build_graphs()  # as a search server does at start (above exact_knn_max_rows only)
+        ours_load = time.perf_counter() - started
+        started = time.perf_counter()
         hay = Haystack(data)
         hay_load = time.perf_counter() - started
         as_lists = {t: {k: v.tolist() for k, v in vs.items()} for t, vs in leg_vectors.items()}
@@ -329,6 +332,7 @@ def main(catalogue, queries, workdir, repeats, sizes, budget_s, agreement_querie
             "p50_ratio_peer_to_ours": {n: latency[n]["p50"] / ours_p50 for n in latency if n != ours.name},
             "p95_ratio_peer_to_ours": {n: latency[n]["p95"] / latency[ours.name]["p95"] for n in latency if n != ours.name},
             "peer_load_s": {hay.name: hay_load, lance.name: lance_load},
+            "ours_graph_build_s": ours_load,
             "agreement_with_ours": agreement,
         }
         for name, lat in latency.items():

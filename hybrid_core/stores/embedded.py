@@ -120,7 +120,10 @@ class EmbeddedStore:
         self.layout = layout
         self.busy_timeout_s = busy_timeout_s
         self.exact_knn_max_rows = exact_knn_max_rows
-        self._ann: dict[str, HnswField] = {}
+        self._ann: dict[str, HnswField] = {}  # graphs ready to search
+        self._ann_changes: dict[str, list[int]] = {}  # graphs being built: rows changed since their snapshot
+        self._ann_builds: dict[str, threading.Thread] = {}
+        self._ann_failed: set[str] = set()  # a build that failed is not retried: the field stays exact
         self._local = threading.local()
         self._index_lock = threading.Lock()
         self._index = _VectorIndex({vf.name: vf.dims for vf in layout.vector_fields})
@@ -362,6 +365,8 @@ class EmbeddedStore:
                 positions = self._index.apply(rows)
                 for name, graph in self._ann.items():
                     graph.sync(self._index.matrix[name], self._index.present[name], positions)
+                for changed in self._ann_changes.values():
+                    changed.extend(positions)
                 live = [(pos, json.loads(row["source"])) for pos, row in zip(positions, rows) if not row["deleted"]]
                 texts = [[source.get(t.name) or "" for t in self.layout.text_fields] for _, source in live]
                 changes: dict[int, dict[str, list[int]] | None] = {pos: None for pos in positions}
@@ -394,13 +399,14 @@ class EmbeddedStore:
             with self._index_lock:
                 graph = self._ann.get(field)
                 if graph is None:
-                    graph = self._ann[field] = HnswField(spec.dims)
-                    graph.sync(index.matrix[field], index.present[field], range(index.size))
-                found = graph.search(query, k, num_candidates)
-                # exact scores (and so the exact order) for what the graph found
-                cosine = index.matrix[field][found] @ query
-                ids = index.ids
-            return [(doc_id, (1.0 + cos) / 2.0) for doc_id, cos in _top(found, cosine, ids, k)]
+                    self._start_graph(field)
+                else:
+                    found = graph.search(query, k, num_candidates)
+                    # exact scores (and so the exact order) for what the graph found
+                    cosine = index.matrix[field][found] @ query
+                    ids = index.ids
+            if graph is not None:
+                return [(doc_id, (1.0 + cos) / 2.0) for doc_id, cos in _top(found, cosine, ids, k)]
         with self._index_lock:
             n = index.size
             mask = index.present[field][:n].copy()
@@ -416,6 +422,51 @@ class EmbeddedStore:
         # first would copy the matrix (67 MB at 44k x 384) on every query
         cosine = (matrix @ query)[candidates]
         return [(doc_id, (1.0 + cos) / 2.0) for doc_id, cos in _top(candidates, cosine, ids, k)]
+
+    def _start_graph(self, field: str) -> threading.Thread | None:
+        """Build ``field``'s HNSW graph in a background thread (caller holds the index lock).
+
+        Searches stay exact until it is ready, so no search waits the seconds a build takes (about
+        3 s per field at 44k rows) and a one-shot command never builds one. The build works on a
+        snapshot; rows that change meanwhile are replayed into the graph before it is used."""
+        if field in self._ann or field in self._ann_failed:
+            return None
+        if field in self._ann_changes:
+            return self._ann_builds[field]
+        index = self._index
+        matrix, present, size = index.matrix[field][: index.size].copy(), index.present[field][: index.size].copy(), index.size
+        self._ann_changes[field] = []
+        dims = self.layout.vector(field).dims
+
+        def build() -> None:
+            graph = HnswField(dims)
+            try:
+                graph.sync(matrix, present, range(size))
+            except Exception:  # a failed build leaves the field on exact search, which is correct, only slower
+                with self._index_lock:
+                    self._ann_changes.pop(field, None)
+                    self._ann_failed.add(field)
+                raise
+            with self._index_lock:
+                changed = self._ann_changes.pop(field)
+                graph.sync(self._index.matrix[field], self._index.present[field], dict.fromkeys(changed))
+                self._ann[field] = graph
+
+        thread = self._ann_builds[field] = threading.Thread(target=build, name=f"hnsw-{field}", daemon=True)
+        thread.start()
+        return thread
+
+    def build_graphs(self) -> None:
+        """Build every vector field's HNSW graph now, when the store is above ``exact_knn_max_rows``
+        (a search server calls this at start; otherwise the first search starts it in the background)."""
+        index = self._refresh()
+        if self.exact_knn_max_rows is None or index.size <= self.exact_knn_max_rows:
+            return
+        with self._index_lock:
+            threads = [self._start_graph(v.name) for v in self.layout.vector_fields]
+        for thread in threads:
+            if thread is not None:
+                thread.join()
 
     def bm25(self, text: str, *, boosts: dict[str, float], filters: list[Condition], size: int) -> RankedIds:
         """BM25 over the text fields with per-field weights, any query word matching (like
