@@ -439,7 +439,9 @@ class EmbeddedStore:
         dims = self.layout.vector(field).dims
 
         def build() -> None:
-            graph = HnswField(dims)
+            # one thread: hnswlib's own worker threads would abort the process (std::terminate) if it
+            # exited mid-build, as a one-shot command does; the fields build side by side instead
+            graph = HnswField(dims, threads=1)
             try:
                 graph.sync(matrix, present, range(size))
             except Exception:  # a failed build leaves the field on exact search, which is correct, only slower
