@@ -9,9 +9,10 @@ way on both backends. The hits are re-scored from the float32 matrix, so scores 
 and the ranking among the hits is the exact one; only which documents are found is
 approximate.
 
-The graph's labels are the store's row positions. It is built in one pass the first time a
-field is searched above the store's threshold, then kept current by the same incremental
-refresh as the matrices (changed rows re-added, removed rows marked deleted).
+The graph's labels are the store's row positions. The store builds it in the background the
+first time a field is searched above its threshold (searches stay exact meanwhile; see
+``EmbeddedStore._start_graph``), then keeps it current by the same incremental refresh as the
+matrices (changed rows re-added, removed rows marked deleted).
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ class HnswField:
     def __init__(self, dims: int, *, m: int = 16, ef_construction: int = 100, threads: int = 2) -> None:
         import hnswlib
 
-        self.dims = dims
         self.threads = threads
         self._graph = hnswlib.Index(space="ip", dim=dims)  # unit vectors: inner product = cosine
         self._graph.init_index(max_elements=1024, M=m, ef_construction=ef_construction, allow_replace_deleted=False)
