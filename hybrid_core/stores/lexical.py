@@ -58,21 +58,25 @@ class Fts5Analyzer:
         self._conn.execute(f"CREATE VIRTUAL TABLE t USING fts5({names}, tokenize = {_sql_string(tokenize)})")
         self._conn.execute("CREATE VIRTUAL TABLE v USING fts5vocab(t, 'instance')")
 
+    def _tokens(self, rows: list[tuple[str, ...]], select: str) -> list[tuple]:
+        """Insert ``rows`` into the private table, run ``select`` on its vocabulary, roll back."""
+        columns = len(rows[0])
+        with self._lock:
+            self._conn.execute("BEGIN")
+            try:
+                self._conn.executemany(
+                    f"INSERT INTO t (rowid, {', '.join(f'c{i}' for i in range(columns))}) VALUES (?{', ?' * columns})",
+                    [(i + 1, *row) for i, row in enumerate(rows)],
+                )
+                return self._conn.execute(select).fetchall()
+            finally:
+                self._conn.execute("ROLLBACK")
+
     def analyze(self, rows: list[list[str]]) -> list[dict[str, list[int]]]:
         """Per row: term -> count in each column."""
         if not rows:
             return []
-        with self._lock:
-            conn = self._conn
-            conn.execute("BEGIN")
-            try:
-                conn.executemany(
-                    f"INSERT INTO t (rowid, {', '.join(f'c{i}' for i in range(self.columns))}) VALUES (?{', ?' * self.columns})",
-                    [(i + 1, *row) for i, row in enumerate(rows)],
-                )
-                counts = conn.execute("SELECT doc, term, col, count(*) FROM v GROUP BY doc, term, col").fetchall()
-            finally:
-                conn.execute("ROLLBACK")
+        counts = self._tokens([tuple(row) for row in rows], "SELECT doc, term, col, count(*) FROM v GROUP BY doc, term, col")
         column_index = {f"c{i}": i for i in range(self.columns)}
         out: list[dict[str, list[int]]] = [{} for _ in rows]
         for doc, term, col, n in counts:
@@ -85,16 +89,8 @@ class Fts5Analyzer:
 
     def query_terms(self, text: str, limit: int) -> list[str]:
         """The distinct terms of a query, in order of first appearance, at most ``limit``."""
-        with self._lock:
-            conn = self._conn
-            conn.execute("BEGIN")
-            try:
-                conn.execute("INSERT INTO t (rowid, c0) VALUES (1, ?)", (text,))
-                rows = conn.execute("SELECT term, offset FROM v").fetchall()
-            finally:
-                conn.execute("ROLLBACK")
-        ordered = [term for term, _ in sorted(rows, key=lambda r: r[1])]
-        return list(dict.fromkeys(ordered))[:limit]
+        rows = self._tokens([(text,)], "SELECT term, offset FROM v ORDER BY offset")
+        return list(dict.fromkeys(term for term, _ in rows))[:limit]
 
 
 def _sql_string(value: str) -> str:
