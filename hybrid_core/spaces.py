@@ -68,6 +68,7 @@ class SpaceSpec:
     batch_size: int = 64
     label: str | None = None
     text_tower_of: str | None = None
+    flip_average: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -89,6 +90,8 @@ class SpaceSpec:
     def model_id(self) -> str:
         """A stable identity of the weights: recorded in documents, compared by stores."""
         base = self.label or Path(self.model).name or self.model
+        if self.flip_average:
+            base += "+flip"
         if self.kind == "sentence-transformers":
             return f"sentence-transformers/{base}"
         if self.pretrained is None and self.pretrained_image is None:
@@ -307,7 +310,10 @@ class EmbeddingSpace:
             for start in range(0, len(images), self.spec.batch_size):
                 batch = torch.stack([preprocess(img.convert("RGB")) for img in images[start : start + self.spec.batch_size]])
                 batch = batch.to(self.spec.device).contiguous(memory_format=torch.channels_last)
-                chunks.append(self._model.encode_image(batch, normalize=True).float().cpu().numpy())
+                vectors = self._model.encode_image(batch, normalize=True)
+                if self.spec.flip_average:
+                    vectors = torch.nn.functional.normalize(vectors + self._model.encode_image(batch.flip(3), normalize=True), dim=-1)
+                chunks.append(vectors.float().cpu().numpy())
         return _as_float32_rows(np.concatenate(chunks), self.dims, self.name)
 
     def embed_query(self, text: str) -> np.ndarray:
@@ -386,6 +392,7 @@ def catalogue_tower_spec(weights: str | Path | None = PACKAGED_TOWER, *, device:
         init_seed=None if weights else 0,
         device=device,
         text_tower_of=MINILM_ID,
+        flip_average=True,
     )
 
 

@@ -28,6 +28,26 @@ def test_a_local_openclip_checkpoint_loads_through_the_registry(tmp_path, image_
     assert spec.model_id.startswith("open_clip/tiny-clip-test/tiny.pt#")  # the file's digest, not its path
 
 
+def test_flip_average_encodes_a_photo_and_its_mirror_alike(sample_catalogue):
+    """The averaged vector is the same for a photo and its mirror image; without it they differ,
+    and the option is part of the identity stores compare (vectors made either way do not mix)."""
+    from dataclasses import replace
+
+    from PIL import Image, ImageOps
+
+    photo = Image.open(sample_catalogue.parent / "images" / "S001.png").convert("RGB")
+    photo.paste((200, 30, 30), (0, 0, photo.width // 3, photo.height))  # make it asymmetric
+    plain_spec = random_clip_spec()
+    flipped_spec = replace(plain_spec, flip_average=True)
+    plain, averaged = EmbeddingSpace(plain_spec), EmbeddingSpace(flipped_spec)
+    a, b = plain.embed_images([photo, ImageOps.mirror(photo)])
+    assert not np.allclose(a, b, atol=1e-4)
+    c, d = averaged.embed_images([photo, ImageOps.mirror(photo)])
+    np.testing.assert_allclose(c, d, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(c), 1.0, atol=1e-5)
+    assert flipped_spec.model_id != plain_spec.model_id and "+flip" in flipped_spec.model_id
+
+
 def test_wrong_weights_or_names_are_clear_errors(tmp_path):
     bad = tmp_path / "bad.pt"
     torch.save({"nope": torch.zeros(1)}, bad)

@@ -24,6 +24,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from hybrid_core.spaces import MODEL_CONFIG_DIR, EmbeddingSpace, SpaceSpec, catalogue_tower_spec, default_text_spec
 from tower_training.augment import augment
@@ -64,7 +65,7 @@ def tower_model_config(config: TrainConfig) -> dict[str, Any]:
 class TrainConfig:
     catalogue: str
     out_dir: str
-    epochs: int = 22
+    epochs: int = 18
     batch_size: int = 256
     lr: float = 2e-3
     weight_decay: float = 0.05
@@ -77,12 +78,14 @@ class TrainConfig:
     limit: int | None = None  # train on the first N products only (smoke tests)
     # the image tower: any timm model, at a size near the photos' own (Myntra's are 60x80)
     architecture: str = "mobilenetv3_small_100"
-    image_size: tuple[int, int] = (128, 96)  # (height, width)
+    image_size: tuple[int, int] = (160, 120)  # (height, width): the photos' 80x60, doubled
     projection: str = ""  # "": the timm classifier is the projection; "linear"/"mlp": OpenCLIP's head
     drop: float = 0.0  # dropout before OpenCLIP's projection head
     drop_path: float = 0.05
     # products whose titles are (near) identical are positives of each other, not negatives
     multi_positive: bool = True
+    # validate and export an exponential moving average of the weights (0: the raw weights)
+    ema_decay: float = 0.997
 
 
 def _recall_at(image_vectors: torch.Tensor, text_vectors: torch.Tensor, k: int = 10) -> float:
@@ -131,12 +134,18 @@ def _check_forward(visual: torch.nn.Module, config: TrainConfig) -> None:
 
 
 def encode_images(visual: torch.nn.Module, images: torch.Tensor, batch: int = 512) -> torch.Tensor:
+    """Unit vectors of ``images``, each the mean of the photo and its mirror image, as the
+    catalogue tower's space encodes them (``SpaceSpec.flip_average``): validation then picks the
+    epoch that is best as deployed."""
     was_training = visual.training
     visual.eval()
+    chunks = []
     with torch.inference_mode():
-        out = torch.cat([F.normalize(visual(images[i : i + batch]), dim=-1) for i in range(0, len(images), batch)])
+        for i in range(0, len(images), batch):
+            part = images[i : i + batch].contiguous(memory_format=torch.channels_last)
+            chunks.append(F.normalize(F.normalize(visual(part), dim=-1) + F.normalize(visual(part.flip(3)), dim=-1), dim=-1))
     visual.train(was_training)
-    return out
+    return torch.cat(chunks)
 
 
 def _lr_at(step: int, total: int, warmup: int, base: float) -> float:
@@ -196,6 +205,8 @@ def train(
     train_data = build(train_products, catalogue.parent, preprocess, title_vectors[[by_id[p["id"]] for p in train_products]], load)
     val_data = build(val_products, catalogue.parent, preprocess, title_vectors[[by_id[p["id"]] for p in val_products]], load)
 
+    # the average follows the weights step by step; BatchNorm statistics are averaged with them
+    ema = AveragedModel(visual, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True) if config.ema_decay else None
     params = [p for p in visual.parameters() if p.requires_grad] + [logit_scale]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = max(1, len(train_data.ids) // config.batch_size)
@@ -212,6 +223,8 @@ def train(
         if {k: v for k, v in state["config"].items() if k not in ("out_dir", "epochs")} != same:
             raise ValueError(f"{checkpoint_path} was made with another configuration; use a new --out directory")
         visual.load_state_dict(state["visual"])
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
         logit_scale.data.copy_(state["logit_scale"])
         optimizer.load_state_dict(state["optimizer"])
         generator.set_state(state["generator"])
@@ -238,9 +251,12 @@ def train(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if ema is not None:
+                ema.update_parameters(visual)
             losses.append(loss.item())
             tick(1)
-        val_recall = _recall_at(encode_images(visual, val_data.images), val_data.text_vectors)
+        deployed = visual if ema is None else ema.module
+        val_recall = _recall_at(encode_images(deployed, val_data.images), val_data.text_vectors)
         record = {
             "epoch": epoch + 1,
             "loss": float(np.mean(losses)),
@@ -253,7 +269,7 @@ def train(
             log.write(json.dumps(record) + "\n")
         if val_recall > best:
             best = val_recall
-            export(visual, out / WEIGHTS_NAME)
+            export(deployed, out / WEIGHTS_NAME)
         torch.save(
             {
                 "config": asdict(config),
@@ -261,6 +277,7 @@ def train(
                 "best": best,
                 "history": history,
                 "visual": visual.state_dict(),
+                "ema": None if ema is None else ema.state_dict(),
                 "logit_scale": logit_scale.detach(),
                 "optimizer": optimizer.state_dict(),
                 "generator": generator.get_state(),
