@@ -385,23 +385,24 @@ def mappings(ctx) -> None:
 @cli.command("train-image-tower")
 @click.option("--catalogue", type=click.Path(exists=True, dir_okay=False), required=True, help="JSONL with split, title and image.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Checkpoints, log and the exported visual.pt.")
-@click.option("--epochs", type=int, default=18, show_default=True)
+@click.option("--epochs", type=int, default=22, show_default=True)
 @click.option("--batch-size", type=int, default=256, show_default=True)
 @click.option("--lr", type=float, default=2e-3, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=int, default=2, show_default=True)
 @click.option("--limit", type=int, default=None, help="Use only the first N train products (smoke runs).")
 @click.option("--architecture", default="mobilenetv3_small_100", show_default=True, help="Any timm image model.")
-@click.option("--image-size", nargs=2, type=int, default=(160, 120), show_default=True, help="Height and width fed to the tower.")
+@click.option("--image-size", nargs=2, type=int, default=(128, 96), show_default=True, help="Height and width fed to the tower.")
 @click.option("--projection", type=click.Choice(["", "linear", "mlp"]), default="", help="'' uses the timm classifier as the projection.")
 @click.option("--drop", type=float, default=0.0, show_default=True, help="Dropout before a linear/mlp projection.")
 @click.option("--drop-path", type=float, default=0.05, show_default=True)
 @click.option("--augment-strength", type=float, default=1.0, show_default=True)
 @click.option("--weight-decay", type=float, default=0.05, show_default=True)
 @click.option("--single-positive", is_flag=True, help="Mask same-title pairs instead of treating them as positives.")
-@click.option("--ema-decay", type=float, default=0.997, show_default=True, help="Validate and export a moving average of the weights (0: off).")
+@click.option("--ema-decay", type=float, default=0.0, show_default=True, help="Validate and export a moving average of the weights (0: off; e.g. 0.997).")
+@click.option("--flip-average", is_flag=True, help="Validate on photo+mirror averaged vectors (for a space with flip_average).")
 def train_image_tower(
-    catalogue, out_dir, epochs, batch_size, lr, seed, threads, limit, architecture, image_size, projection, drop, drop_path, augment_strength, weight_decay, single_positive, ema_decay
+    catalogue, out_dir, epochs, batch_size, lr, seed, threads, limit, architecture, image_size, projection, drop, drop_path, augment_strength, weight_decay, single_positive, ema_decay, flip_average
 ) -> None:
     """Train the catalogue image tower against the frozen MiniLM (train split only; resumes from --out).
 
@@ -427,6 +428,7 @@ def train_image_tower(
         weight_decay=weight_decay,
         multi_positive=not single_positive,
         ema_decay=ema_decay,
+        flip_average=flip_average,
     )
     with _progress() as progress:
         current: dict[str, Any] = {}

@@ -392,7 +392,6 @@ def catalogue_tower_spec(weights: str | Path | None = PACKAGED_TOWER, *, device:
         init_seed=None if weights else 0,
         device=device,
         text_tower_of=MINILM_ID,
-        flip_average=True,
     )
 
 

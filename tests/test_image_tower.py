@@ -70,10 +70,13 @@ def test_the_tower_text_encoder_is_minilm(text_space):
 
 
 @pytest.mark.slow
-def test_training_runs_checkpoints_and_resumes(myntra, tmp_path):
-    from tower_training.train import TrainConfig, train
+@pytest.mark.parametrize("ema_decay, flip_average", [(0.0, False), (0.99, True)])
+def test_training_runs_checkpoints_and_resumes(myntra, tmp_path, ema_decay, flip_average):
+    from tower_training.train import TrainConfig, tower_spec, train
 
-    config = TrainConfig(str(myntra / "catalogue.jsonl"), str(tmp_path), epochs=1, batch_size=64, limit=400, val_fraction=0.2)
+    config = TrainConfig(
+        str(myntra / "catalogue.jsonl"), str(tmp_path), epochs=1, batch_size=64, limit=400, val_fraction=0.2, ema_decay=ema_decay, flip_average=flip_average
+    )
     first = train(config)
     assert len(first["history"]) == 1 and (tmp_path / "visual.pt").exists() and (tmp_path / "checkpoint.pt").exists()
     second = train(TrainConfig(**{**config.__dict__, "epochs": 2}))
@@ -82,6 +85,8 @@ def test_training_runs_checkpoints_and_resumes(myntra, tmp_path):
     assert first["train_products"] + first["val_products"] == 400
     with pytest.raises(ValueError, match="another configuration"):
         train(TrainConfig(**{**config.__dict__, "lr": 0.1}))
+    # the exported tower (the moving average where one is kept) loads strictly through the registry
+    EmbeddingSpace(tower_spec(tmp_path / "visual.pt", model_config=tmp_path / "catalogue-tower.json")).load()
 
 
 def test_the_packaged_tower_is_the_default_and_puts_photos_next_to_their_titles(myntra):

@@ -65,7 +65,7 @@ def tower_model_config(config: TrainConfig) -> dict[str, Any]:
 class TrainConfig:
     catalogue: str
     out_dir: str
-    epochs: int = 18
+    epochs: int = 22
     batch_size: int = 256
     lr: float = 2e-3
     weight_decay: float = 0.05
@@ -78,14 +78,16 @@ class TrainConfig:
     limit: int | None = None  # train on the first N products only (smoke tests)
     # the image tower: any timm model, at a size near the photos' own (Myntra's are 60x80)
     architecture: str = "mobilenetv3_small_100"
-    image_size: tuple[int, int] = (160, 120)  # (height, width): the photos' 80x60, doubled
+    image_size: tuple[int, int] = (128, 96)  # (height, width)
     projection: str = ""  # "": the timm classifier is the projection; "linear"/"mlp": OpenCLIP's head
     drop: float = 0.0  # dropout before OpenCLIP's projection head
     drop_path: float = 0.05
     # products whose titles are (near) identical are positives of each other, not negatives
     multi_positive: bool = True
     # validate and export an exponential moving average of the weights (0: the raw weights)
-    ema_decay: float = 0.997
+    ema_decay: float = 0.0
+    # validate on the mean of each photo's and its mirror's vectors (SpaceSpec.flip_average)
+    flip_average: bool = False
 
 
 def _recall_at(image_vectors: torch.Tensor, text_vectors: torch.Tensor, k: int = 10) -> float:
@@ -133,17 +135,20 @@ def _check_forward(visual: torch.nn.Module, config: TrainConfig) -> None:
         visual.train()
 
 
-def encode_images(visual: torch.nn.Module, images: torch.Tensor, batch: int = 512) -> torch.Tensor:
-    """Unit vectors of ``images``, each the mean of the photo and its mirror image, as the
-    catalogue tower's space encodes them (``SpaceSpec.flip_average``): validation then picks the
-    epoch that is best as deployed."""
+def encode_images(visual: torch.nn.Module, images: torch.Tensor, batch: int = 512, *, flip_average: bool = False) -> torch.Tensor:
+    """Unit vectors of ``images``; with ``flip_average`` each the mean of the photo and its mirror
+    image, as a space with ``SpaceSpec.flip_average`` encodes them, so validation picks the epoch
+    that is best as deployed."""
     was_training = visual.training
     visual.eval()
     chunks = []
     with torch.inference_mode():
         for i in range(0, len(images), batch):
             part = images[i : i + batch].contiguous(memory_format=torch.channels_last)
-            chunks.append(F.normalize(F.normalize(visual(part), dim=-1) + F.normalize(visual(part.flip(3)), dim=-1), dim=-1))
+            vectors = F.normalize(visual(part), dim=-1)
+            if flip_average:
+                vectors = F.normalize(vectors + F.normalize(visual(part.flip(3)), dim=-1), dim=-1)
+            chunks.append(vectors)
     visual.train(was_training)
     return torch.cat(chunks)
 
@@ -256,7 +261,7 @@ def train(
             losses.append(loss.item())
             tick(1)
         deployed = visual if ema is None else ema.module
-        val_recall = _recall_at(encode_images(deployed, val_data.images), val_data.text_vectors)
+        val_recall = _recall_at(encode_images(deployed, val_data.images, flip_average=config.flip_average), val_data.text_vectors)
         record = {
             "epoch": epoch + 1,
             "loss": float(np.mean(losses)),
