@@ -85,6 +85,12 @@ def test_training_runs_checkpoints_and_resumes(myntra, tmp_path, ema_decay, flip
     assert first["train_products"] + first["val_products"] == 400
     with pytest.raises(ValueError, match="another configuration"):
         train(TrainConfig(**{**config.__dict__, "lr": 0.1}))
+    if not ema_decay and not flip_average:
+        # a checkpoint written before these options existed resumes as if made with their defaults
+        state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+        del state["config"]["ema_decay"], state["config"]["flip_average"]
+        torch.save(state, tmp_path / "checkpoint.pt")
+        assert [h["epoch"] for h in train(TrainConfig(**{**config.__dict__, "epochs": 3}))["history"]] == [1, 2, 3]
     # the exported tower (the moving average where one is kept) loads strictly through the registry
     EmbeddingSpace(tower_spec(tmp_path / "visual.pt", model_config=tmp_path / "catalogue-tower.json")).load()
 

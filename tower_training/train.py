@@ -17,7 +17,7 @@ import json
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import MISSING, asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -225,7 +225,11 @@ def train(
     if checkpoint_path.exists():
         state = torch.load(checkpoint_path, weights_only=False)
         same = {k: v for k, v in asdict(config).items() if k not in ("out_dir", "epochs")}
-        if {k: v for k, v in state["config"].items() if k not in ("out_dir", "epochs")} != same:
+        # a checkpoint from before an option existed was made with that option's default (which
+        # the defaults here keep: a new option's default is the behaviour before it)
+        defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
+        saved = {**defaults, **state["config"]}
+        if {k: saved[k] for k in same} != same:
             raise ValueError(f"{checkpoint_path} was made with another configuration; use a new --out directory")
         visual.load_state_dict(state["visual"])
         if ema is not None:
