@@ -401,8 +401,35 @@ def mappings(ctx) -> None:
 @click.option("--single-positive", is_flag=True, help="Mask same-title pairs instead of treating them as positives.")
 @click.option("--ema-decay", type=float, default=0.0, show_default=True, help="Validate and export a moving average of the weights (0: off; e.g. 0.997).")
 @click.option("--flip-average", is_flag=True, help="Validate on photo+mirror averaged vectors (for a space with flip_average).")
+@click.option(
+    "--hard-negative-group",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="1: random batches; G: batches of random anchors each with G-1 look-alike (not identical) titles.",
+)
+@click.option("--hard-negative-pool", type=click.IntRange(min=1), default=20, show_default=True, help="Look-alikes are drawn from this many nearest titles.")
 def train_image_tower(
-    catalogue, out_dir, epochs, batch_size, lr, seed, threads, limit, architecture, image_size, projection, drop, drop_path, augment_strength, weight_decay, single_positive, ema_decay, flip_average
+    catalogue,
+    out_dir,
+    epochs,
+    batch_size,
+    lr,
+    seed,
+    threads,
+    limit,
+    architecture,
+    image_size,
+    projection,
+    drop,
+    drop_path,
+    augment_strength,
+    weight_decay,
+    single_positive,
+    ema_decay,
+    flip_average,
+    hard_negative_group,
+    hard_negative_pool,
 ) -> None:
     """Train the catalogue image tower against the frozen MiniLM (train split only; resumes from --out).
 
@@ -429,6 +456,8 @@ def train_image_tower(
         multi_positive=not single_positive,
         ema_decay=ema_decay,
         flip_average=flip_average,
+        hard_negative_group=hard_negative_group,
+        hard_negative_pool=hard_negative_pool,
     )
     with _progress() as progress:
         current: dict[str, Any] = {}

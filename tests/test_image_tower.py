@@ -70,12 +70,20 @@ def test_the_tower_text_encoder_is_minilm(text_space):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("ema_decay, flip_average", [(0.0, False), (0.99, True)])
-def test_training_runs_checkpoints_and_resumes(myntra, tmp_path, ema_decay, flip_average):
+@pytest.mark.parametrize("ema_decay, flip_average, group", [(0.0, False, 1), (0.99, True, 4)])
+def test_training_runs_checkpoints_and_resumes(myntra, tmp_path, ema_decay, flip_average, group):
     from tower_training.train import TrainConfig, tower_spec, train
 
     config = TrainConfig(
-        str(myntra / "catalogue.jsonl"), str(tmp_path), epochs=1, batch_size=64, limit=400, val_fraction=0.2, ema_decay=ema_decay, flip_average=flip_average
+        str(myntra / "catalogue.jsonl"),
+        str(tmp_path),
+        epochs=1,
+        batch_size=64,
+        limit=400,
+        val_fraction=0.2,
+        ema_decay=ema_decay,
+        flip_average=flip_average,
+        hard_negative_group=group,
     )
     first = train(config)
     assert len(first["history"]) == 1 and (tmp_path / "visual.pt").exists() and (tmp_path / "checkpoint.pt").exists()
@@ -88,7 +96,8 @@ def test_training_runs_checkpoints_and_resumes(myntra, tmp_path, ema_decay, flip
     if not ema_decay and not flip_average:
         # a checkpoint written before these options existed resumes as if made with their defaults
         state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
-        del state["config"]["ema_decay"], state["config"]["flip_average"]
+        for option in ("ema_decay", "flip_average", "hard_negative_group", "hard_negative_pool"):
+            del state["config"][option]
         torch.save(state, tmp_path / "checkpoint.pt")
         assert [h["epoch"] for h in train(TrainConfig(**{**config.__dict__, "epochs": 3}))["history"]] == [1, 2, 3]
     # the exported tower (the moving average where one is kept) loads strictly through the registry

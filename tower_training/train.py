@@ -28,6 +28,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from hybrid_core.spaces import MODEL_CONFIG_DIR, EmbeddingSpace, SpaceSpec, catalogue_tower_spec, default_text_spec
 from tower_training.augment import augment
+from tower_training.batches import neighbour_batch, title_neighbours
 from tower_training.data import build, is_validation, read_split
 
 WEIGHTS_NAME = "visual.pt"
@@ -88,6 +89,10 @@ class TrainConfig:
     ema_decay: float = 0.0
     # validate on the mean of each photo's and its mirror's vectors (SpaceSpec.flip_average)
     flip_average: bool = False
+    # 1: random batches; g > 1: each batch is batch_size/g random anchors, each followed by g-1 of
+    # its nearest (not identical) titles drawn from its hard_negative_pool nearest (tower_training.batches)
+    hard_negative_group: int = 1
+    hard_negative_pool: int = 20
 
 
 def _recall_at(image_vectors: torch.Tensor, text_vectors: torch.Tensor, k: int = 10) -> float:
@@ -218,6 +223,12 @@ def train(
     total_steps = steps_per_epoch * config.epochs
     warmup_steps = int(config.warmup_epochs * steps_per_epoch)
     generator = torch.Generator().manual_seed(config.seed)
+    anchors_per_step = max(1, config.batch_size // config.hard_negative_group)
+    neighbours = (
+        title_neighbours(train_data.text_vectors, config.hard_negative_pool, same_above=config.false_negative_threshold)
+        if config.hard_negative_group > 1
+        else None
+    )
     history: list[dict[str, Any]] = []
     start_epoch, best = 0, -1.0
 
@@ -250,7 +261,11 @@ def train(
             global_step = epoch * steps_per_epoch + step
             for group in optimizer.param_groups:
                 group["lr"] = _lr_at(global_step, total_steps, warmup_steps, config.lr)
-            index = order[step * config.batch_size : (step + 1) * config.batch_size]
+            if neighbours is None:
+                index = order[step * config.batch_size : (step + 1) * config.batch_size]
+            else:
+                anchors = order[step * anchors_per_step : (step + 1) * anchors_per_step]
+                index = neighbour_batch(anchors, neighbours, config.hard_negative_group, generator)
             images = augment(train_data.images[index], generator, strength=config.augment_strength)
             images = images.contiguous(memory_format=torch.channels_last)
             targets = train_data.text_vectors[index]
