@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,10 +49,13 @@ class Strategy:
 
 
 def with_tuned(strategies: tuple[Strategy, ...], profile: FusionProfile | None) -> tuple[Strategy, ...]:
-    """The protocol's strategies, plus MMR on the best hybrid, plus the tuned profile (when given)."""
+    """The protocol's strategies, plus MMR on the best hybrid, plus the tuned profile (when given; and
+    without its feedback, when it has any, so the report shows what feedback adds)."""
     extra = [Strategy("hybrid RRF + MMR", None, diversity=DIVERSITY)]
     if profile is not None:
         extra = [Strategy("tuned", None, profile=profile), Strategy("tuned + MMR", None, profile=profile, diversity=DIVERSITY)]
+        if profile.feedback:
+            extra.insert(1, Strategy("tuned, no feedback", None, profile=replace(profile, feedback={})))
     return strategies + tuple(extra)
 
 

@@ -9,6 +9,12 @@ The in-sample best of a grid is optimistic. ``cross_validate`` splits the querie
 into folds, picks the best candidate on the other folds and scores it on the held
 one: that mean is the estimate to quote (the held-out query set is worded
 differently, so what only fits the dev wording will not hold).
+
+Pseudo-relevance feedback (``query_builder.feedback``) is tuned on top of the chosen
+fusion, per kind: each candidate runs its feedback leg through the searcher's own
+``feedback`` (the first page's stored vectors, one kNN), then fuses as ``search`` does.
+Its estimate is nested: in each fold the fusion *and* the feedback are picked on the
+other folds. A kind keeps feedback only if that nested estimate beats the fusion's own.
 """
 
 from __future__ import annotations
@@ -25,14 +31,20 @@ import numpy as np
 from evaluation.metrics import per_query
 from hybrid_core.errors import ValidationError
 from hybrid_core.stores.base import RankedIds
+from query_builder.feedback import Feedback
 from query_builder.profile import FusionProfile, query_kind
 from query_builder.query import FusionConfig, HybridQuery
-from query_builder.searcher import HybridSearcher, fuse_legs
+from query_builder.searcher import HybridSearcher, QueryVectors, fuse_legs
 
 WINDOW = 100
 WEIGHT_GRID = (0.0, 0.5, 1.0, 2.0, 4.0)
 WEIGHT_GRID_FIVE_LEGS = (0.0, 0.5, 1.0, 2.0)  # 5 legs x 5 weights would be ~8,000 candidates
 OBJECTIVE = "NDCG@10"
+
+FEEDBACK_FIELDS = ("text_vector", "image_vector", "product_vector")
+FEEDBACK_DEPTHS = (5, 10, 20, 40)
+FEEDBACK_QUERY_WEIGHTS = (0.0, 0.5, 1.0)
+FEEDBACK_WEIGHTS = (1.0, 2.0, 4.0, 8.0, 16.0)
 
 LegRuns = dict[str, dict[str, RankedIds]]  # query id -> leg -> ranking
 
@@ -49,6 +61,89 @@ def collect_legs(
         if progress:
             progress(1)
     return runs
+
+
+def collect_vectors(searcher: HybridSearcher, queries: Sequence[Mapping[str, Any]], images_root: Path) -> dict[str, QueryVectors]:
+    """Every query in every space feedback may need (text, and the image space)."""
+    vectors = {}
+    for q in queries:
+        image = images_root / q["image"] if q.get("image") else None
+        vectors[q["id"]] = searcher.encode(HybridQuery(text=q.get("text"), image=image), {"text", "product"})
+    return vectors
+
+
+def candidate_feedback(
+    fields: Sequence[str] = FEEDBACK_FIELDS,
+    depths: Sequence[int] = FEEDBACK_DEPTHS,
+    query_weights: Sequence[float] = FEEDBACK_QUERY_WEIGHTS,
+    weights: Sequence[float] = FEEDBACK_WEIGHTS,
+) -> list[Feedback]:
+    return [Feedback(f, d, q, w) for f, d, q, w in itertools.product(fields, depths, query_weights, weights)]
+
+
+def feedback_matrix(
+    searcher: HybridSearcher,
+    qrels: Mapping[str, Mapping[str, int]],
+    leg_runs: LegRuns,
+    vectors: Mapping[str, QueryVectors],
+    fusion: FusionConfig,
+    candidates: Sequence[Feedback],
+) -> np.ndarray:
+    """``[candidate, query]`` NDCG@10 of ``fusion`` plus each feedback candidate; row 0 is ``fusion`` alone.
+
+    The feedback leg depends on field, depth and query weight, not on its fusion weight, so it
+    runs once per (field, depth, query weight) and is re-fused per weight."""
+    ids = list(qrels)
+    first = {qid: {n: r for n, r in leg_runs[qid].items() if fusion.weight(n) > 0} for qid in ids}
+    fused = {qid: fuse_legs(first[qid], fusion) for qid in ids}
+    runs: list[dict[str, list[tuple[str, float]]]] = [fused]
+    legs: dict[tuple[str, int, float], dict[str, RankedIds | None]] = {}
+    for candidate in candidates:
+        key = (candidate.field, candidate.depth, candidate.query_weight)
+        if key not in legs:
+            legs[key] = {
+                qid: searcher.feedback(candidate, vectors[qid], fused[qid], [], k=WINDOW, num_candidates=2 * WINDOW) for qid in ids
+            }
+        run = {}
+        for qid in ids:
+            ranked = legs[key][qid]
+            run[qid] = fused[qid] if ranked is None else fuse_legs({**first[qid], "feedback": ranked}, fusion, candidate)
+        runs.append(run)
+    matrix = np.zeros((len(runs), len(ids)))
+    for row, run in enumerate(runs):
+        scores = per_query(qrels, {qid: {doc: float(len(f) - i) for i, (doc, _) in enumerate(f)} for qid, f in run.items()}, OBJECTIVE)
+        matrix[row] = [scores[q] for q in ids]
+    return matrix
+
+
+def _folds(n: int, folds: int, seed: int) -> np.ndarray:
+    if n < folds:
+        raise ValidationError(f"{n} queries cannot be split into {folds} folds")
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    assignment = np.empty(n, dtype=int)
+    for position, column in enumerate(order):
+        assignment[column] = position % folds
+    return assignment
+
+
+def nested_cross_validate(
+    fusion_matrix: np.ndarray, feedback_rows: Callable[[int], np.ndarray], folds: int = 5, seed: int = 0
+) -> dict[str, Any]:
+    """Like ``cross_validate``, but each fold picks the fusion (a row of ``fusion_matrix``) and then
+    a row of ``feedback_rows(fusion)`` (row 0: no feedback) on the other folds, and scores that."""
+    assignment = _folds(fusion_matrix.shape[1], folds, seed)
+    held_scores = np.zeros(fusion_matrix.shape[1])
+    chosen = []
+    for fold in range(folds):
+        train, held = assignment != fold, assignment == fold
+        fusion = int(np.argmax(fusion_matrix[:, train].mean(axis=1)))
+        rows = feedback_rows(fusion)
+        best = int(np.argmax(rows[:, train].mean(axis=1)))
+        chosen.append([fusion, best])
+        held_scores[held] = rows[best, held]
+    per_fold = [float(held_scores[assignment == f].mean()) for f in range(folds)]
+    return {"estimate": float(held_scores.mean()), "per_fold": per_fold, "chosen": chosen}
 
 
 def candidate_fusions(legs: Sequence[str], weights: Sequence[float] = WEIGHT_GRID) -> list[FusionConfig]:
@@ -90,13 +185,7 @@ def score_matrix(qrels: Mapping[str, Mapping[str, int]], leg_runs: LegRuns, fusi
 def cross_validate(matrix: np.ndarray, folds: int = 5, seed: int = 0) -> dict[str, Any]:
     """Pick the best row on k-1 folds of the columns, score it on the held fold; repeat per fold."""
     n = matrix.shape[1]
-    if n < folds:
-        raise ValidationError(f"{n} queries cannot be split into {folds} folds")
-    order = list(range(n))
-    random.Random(seed).shuffle(order)
-    assignment = np.empty(n, dtype=int)
-    for position, column in enumerate(order):
-        assignment[column] = position % folds
+    assignment = _folds(n, folds, seed)
     held_scores = np.zeros(n)
     chosen = []
     for fold in range(folds):
@@ -117,6 +206,19 @@ class KindTuning:
     cross_validated: dict[str, Any]
     default_rrf: float
     best_single_leg: tuple[str, float]
+    feedback: dict[str, Any] | None = None  # the feedback search: chosen (or None), scores
+
+    @property
+    def chosen_feedback(self) -> Feedback | None:
+        chosen = (self.feedback or {}).get("chosen")
+        return Feedback.from_dict(chosen) if chosen else None
+
+    @property
+    def estimate(self) -> float:
+        """The cross-validated NDCG@10 of what the profile does for this kind (with feedback if kept)."""
+        if self.chosen_feedback is not None:
+            return float(self.feedback["cross_validated"]["estimate"])  # type: ignore[index]
+        return float(self.cross_validated["estimate"])
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -127,10 +229,20 @@ class KindTuning:
             "cross_validated": self.cross_validated,
             "default_rrf": self.default_rrf,
             "best_single_leg": {"leg": self.best_single_leg[0], "score": self.best_single_leg[1]},
+            **({"feedback": self.feedback} if self.feedback is not None else {}),
         }
 
 
-def tune_kind(kind: str, qrels: Mapping[str, Mapping[str, int]], leg_runs: LegRuns, folds: int = 5) -> KindTuning:
+def tune_kind(
+    kind: str,
+    qrels: Mapping[str, Mapping[str, int]],
+    leg_runs: LegRuns,
+    folds: int = 5,
+    *,
+    feedback: tuple[HybridSearcher, Mapping[str, QueryVectors], Sequence[Feedback]] | None = None,
+) -> KindTuning:
+    """The best fusion for this kind; with ``feedback`` (searcher, query vectors, candidates), also
+    whether a feedback round on top of it pays, by nested cross-validation."""
     legs = sorted({leg for qid in qrels for leg in leg_runs[qid]}, key=lambda n: ("bm25", "text", "cross", "image", "product").index(n))
     fusions = candidate_fusions(legs, WEIGHT_GRID if len(legs) < 5 else WEIGHT_GRID_FIVE_LEGS)
     matrix = score_matrix(qrels, leg_runs, fusions)
@@ -142,8 +254,46 @@ def tune_kind(kind: str, qrels: Mapping[str, Mapping[str, int]], leg_runs: LegRu
         alone = FusionConfig("rrf", {n: float(n == leg) for n in legs}, rank_window_size=WINDOW)
         singles[leg] = float(score_matrix(qrels, leg_runs, [alone])[0].mean())
     top_leg = max(singles, key=singles.__getitem__)
-    return KindTuning(kind, len(qrels), fusions[best], float(means[best]), cross_validate(matrix, folds),
-                      float(default), (top_leg, singles[top_leg]))
+    result = KindTuning(kind, len(qrels), fusions[best], float(means[best]), cross_validate(matrix, folds),
+                        float(default), (top_leg, singles[top_leg]))
+    if feedback is not None:
+        result.feedback = tune_feedback(qrels, leg_runs, fusions, matrix, best, result.cross_validated, folds, *feedback)
+    return result
+
+
+def tune_feedback(
+    qrels: Mapping[str, Mapping[str, int]],
+    leg_runs: LegRuns,
+    fusions: Sequence[FusionConfig],
+    matrix: np.ndarray,
+    best: int,
+    without: Mapping[str, Any],
+    folds: int,
+    searcher: HybridSearcher,
+    vectors: Mapping[str, QueryVectors],
+    candidates: Sequence[Feedback],
+) -> dict[str, Any]:
+    """Feedback on top of fusion ``best``: the in-sample best candidate, the nested estimate, and the
+    choice (``None`` unless the nested estimate beats ``without``, the fusion's own estimate)."""
+    cache: dict[int, np.ndarray] = {}
+
+    def rows(fusion: int) -> np.ndarray:
+        if fusion not in cache:
+            cache[fusion] = feedback_matrix(searcher, qrels, leg_runs, vectors, fusions[fusion], candidates)
+        return cache[fusion]
+
+    in_sample_rows = rows(best).mean(axis=1)
+    top = int(np.argmax(in_sample_rows))
+    nested = nested_cross_validate(matrix, rows, folds)
+    keep = top > 0 and nested["estimate"] > float(without["estimate"])
+    return {
+        "chosen": candidates[top - 1].to_dict() if keep else None,
+        "best_candidate": candidates[top - 1].to_dict() if top > 0 else None,
+        "in_sample": float(in_sample_rows[top]),
+        "cross_validated": nested,
+        "without_feedback_cross_validated": float(without["estimate"]),
+        "candidates": len(candidates),
+    }
 
 
 def tune(
@@ -153,13 +303,24 @@ def tune(
     *,
     folds: int = 5,
     progress: Callable[[int], None] | None = None,
+    feedback: Sequence[Feedback] | None = None,
 ) -> tuple[FusionProfile, dict[str, KindTuning]]:
-    """A fusion profile (the in-sample best per query kind) and how each choice was made."""
+    """A fusion profile (the in-sample best per query kind, with feedback where it pays) and how each
+    choice was made. ``feedback``: the candidates to try (default ``candidate_feedback()``; ``[]`` skips)."""
     leg_runs = collect_legs(searcher, queries, images_root, progress)
+    candidates = candidate_feedback() if feedback is None else list(feedback)
+    vectors = collect_vectors(searcher, queries, images_root) if candidates else {}
     by_kind: dict[str, dict[str, dict[str, int]]] = {}
     for q in queries:
         kind = query_kind(q.get("text"), q.get("image"))
         by_kind.setdefault(kind, {})[q["id"]] = {d: int(g) for d, g in q["relevance"].items()}
-    results = {kind: tune_kind(kind, qrels, leg_runs, folds) for kind, qrels in by_kind.items()}
-    profile = FusionProfile({k: r.best for k, r in results.items()}, {"tuning": {k: r.to_dict() for k, r in results.items()}})
+    results = {
+        kind: tune_kind(kind, qrels, leg_runs, folds, feedback=(searcher, vectors, candidates) if candidates else None)
+        for kind, qrels in by_kind.items()
+    }
+    profile = FusionProfile(
+        {k: r.best for k, r in results.items()},
+        {"tuning": {k: r.to_dict() for k, r in results.items()}},
+        {k: r.chosen_feedback for k, r in results.items() if r.chosen_feedback is not None},
+    )
     return profile, results

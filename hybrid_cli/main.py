@@ -176,11 +176,18 @@ def worker(ctx, concurrency, pool, loglevel, hostname) -> None:
 @click.option("--diversify", "relevance_weight", type=float, default=None,
               help="MMR over image vectors: lambda in 0..1 (1 = relevance only), e.g. 0.7.")
 @click.option("--diversify-top", type=int, default=50, show_default=True, help="How many fused hits MMR re-ranks.")
+@click.option("--feedback", "feedback_field", type=click.Choice(["text_vector", "image_vector", "product_vector"]), default=None,
+              help="Pseudo-relevance feedback: one more kNN leg over this field from the first fused hits' vectors.")
+@click.option("--feedback-depth", type=int, default=10, show_default=True, help="How many first fused hits feedback averages.")
+@click.option("--feedback-query-weight", type=float, default=0.5, show_default=True, help="Weight of the query's own vector in it.")
+@click.option("--feedback-weight", type=float, default=1.0, show_default=True, help="Weight of the feedback leg in the fusion.")
 @click.pass_context
 def search(ctx, text, image, filters, fusion, weights, normalizer, rank_constant, rank_window_size, legs, size, offset, as_json, mode,
-           show_request, fusion_profile, relevance_weight, diversify_top) -> None:
+           show_request, fusion_profile, relevance_weight, diversify_top, feedback_field, feedback_depth, feedback_query_weight,
+           feedback_weight) -> None:
     """Hybrid search with text and/or an image; every hit is explained leg by leg."""
     from query_builder.diversify import Diversity
+    from query_builder.feedback import Feedback
     from query_builder.es_requests import console as console_text
     from query_builder.es_searcher import ElasticsearchHybridSearcher
     from query_builder.profile import FusionProfile
@@ -206,6 +213,7 @@ def search(ctx, text, image, filters, fusion, weights, normalizer, rank_constant
             ),
             legs=tuple(leg.strip() for leg in legs.split(",")) if legs else None,
             diversity=Diversity(relevance_weight, diversify_top) if relevance_weight is not None else None,
+            feedback=Feedback(feedback_field, feedback_depth, feedback_query_weight, feedback_weight) if feedback_field else None,
         )
         profile_path = fusion_profile or settings.fusion_profile
         if profile_path and not explicit:
@@ -215,12 +223,16 @@ def search(ctx, text, image, filters, fusion, weights, normalizer, rank_constant
         on_es = settings.store == "elasticsearch"
         if show_request:
             store = settings.open_store() if on_es else _RequestOnly(settings.es_alias)
-            chosen = mode if on_es or mode != "auto" else "retrievers"
+            client_side = query.feedback is not None or query.diversity is not None  # these run only in the legs mode
+            chosen = mode if on_es or mode != "auto" else ("legs" if client_side else "retrievers")
             searcher = ElasticsearchHybridSearcher(store, layout, text_space, image_space, mode=chosen)
             used, request, _ = searcher.requests(query)
             if not on_es and mode == "auto":
-                console.print("no cluster to ask (embedded store): showing the retrievers mode")
+                console.print(f"no cluster to ask (embedded store): showing the {chosen} mode")
             click.echo(f"# mode: {used}\n" + console_text(settings.es_alias, request))
+            if query.feedback is not None:
+                click.echo(f"# then feedback: GET {settings.es_alias}/_mget of the first {query.feedback.depth} fused hits' "
+                           f"{query.feedback.field}, and one knn search over it from their centroid (built from this round's answer)")
             return
         store = settings.open_store()
         if on_es:
@@ -603,11 +615,13 @@ def eval_command(ctx, queries, catalogue, variant, store_kind, out_dir, fusion_p
 @_eval_options
 @click.option("--folds", type=int, default=5, show_default=True, help="Cross-validation folds over the queries.")
 @click.option("--profile-out", type=click.Path(dir_okay=False), help="Where to write the profile (default: --out/fusion-profile-<variant>.json).")
+@click.option("--no-feedback", is_flag=True, help="Tune the fusion only; do not try pseudo-relevance feedback on top of it.")
 @click.pass_context
-def tune(ctx, queries, catalogue, variant, store_kind, out_dir, folds, profile_out) -> None:
+def tune(ctx, queries, catalogue, variant, store_kind, out_dir, folds, profile_out, no_feedback) -> None:
     """Choose fusion method and per-leg weights per query kind on the dev queries (NDCG@10), estimate how the
     choice generalizes by cross-validation over query folds, and write a fusion profile that `search` and
-    `eval` load (--fusion-profile, or fusion_profile / HYBRID_SEARCH_FUSION_PROFILE in the settings)."""
+    `eval` load (--fusion-profile, or fusion_profile / HYBRID_SEARCH_FUSION_PROFILE in the settings). Per kind it
+    also tries pseudo-relevance feedback on top of the chosen fusion and keeps it where nested cross-validation says it pays."""
     from evaluation.tuning import tune as run_tuning
 
     out_path, catalogue_path, query_list = _evaluation_inputs(out_dir, catalogue, queries)
@@ -615,7 +629,8 @@ def tune(ctx, queries, catalogue, variant, store_kind, out_dir, folds, profile_o
         with _progress() as progress:
             _, searcher, _ = _evaluation_searcher(ctx, catalogue_path, variant, out_path, store_kind, progress)
             task = progress.add_task("legs per query", total=len(query_list))
-            profile, report = run_tuning(searcher, query_list, catalogue_path.parent, folds=folds, progress=lambda n: progress.advance(task, n))
+            profile, report = run_tuning(searcher, query_list, catalogue_path.parent, folds=folds,
+                                         progress=lambda n: progress.advance(task, n), feedback=[] if no_feedback else None)
     except SearchError as exc:
         _fail(str(exc))
     profile.notes["variant"] = variant
@@ -624,14 +639,18 @@ def tune(ctx, queries, catalogue, variant, store_kind, out_dir, folds, profile_o
     target = Path(profile_out) if profile_out else out_path / f"fusion-profile-{variant}.json"
     profile.save(target)
     table = Table(title=f"tuning ({variant}, NDCG@10, {folds}-fold cross-validation over queries)")
-    for column in ("kind", "queries", "best single leg", "default RRF", "tuned (in-sample)", "tuned (cross-validated)", "chosen"):
+    for column in ("kind", "queries", "best single leg", "default RRF", "tuned (in-sample)", "tuned (cross-validated)", "chosen",
+                   "+ feedback (nested CV)", "feedback"):
         table.add_column(column)
     for kind, r in report.items():
         chosen = r.best
         weights = ",".join(f"{k}={v:g}" for k, v in chosen.weights.items())
         how = f"{chosen.method} k={chosen.rank_constant}" if chosen.method == "rrf" else f"linear {chosen.normalizer}"
+        kept = r.chosen_feedback
+        nested = f"{r.feedback['cross_validated']['estimate']:.3f}" if r.feedback else "-"
+        feedback = (f"{kept.field} top {kept.depth} q={kept.query_weight:g} w={kept.weight:g}" if kept else "off")
         table.add_row(kind, str(r.queries), f"{r.best_single_leg[0]} {r.best_single_leg[1]:.3f}", f"{r.default_rrf:.3f}",
-                      f"{r.in_sample:.3f}", f"{r.cross_validated['estimate']:.3f}", f"{how} {weights}")
+                      f"{r.in_sample:.3f}", f"{r.cross_validated['estimate']:.3f}", f"{how} {weights}", nested, feedback)
     out.print(table)
     out.print(f"fusion profile: {target}")
 

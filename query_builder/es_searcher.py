@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hybrid_core.errors import ConfigError, ValidationError
+from hybrid_core.filters import Condition
 from hybrid_core.results import SearchResult
 from query_builder.es_requests import (
     MODES,
@@ -29,7 +30,7 @@ from query_builder.es_requests import (
     retrievers_body,
 )
 from query_builder.query import HybridQuery
-from query_builder.searcher import HybridSearcher, LegPlan, explain
+from query_builder.searcher import HybridSearcher, LegPlan, QueryVectors, explain, fusion_report
 
 RETRIEVER_LICENCES = ("enterprise", "trial")
 
@@ -84,12 +85,14 @@ class ElasticsearchHybridSearcher(HybridSearcher):
         return self._cluster
 
     def resolve_mode(self, query: HybridQuery, plans: list[LegPlan]) -> str:
-        if query.diversity is not None:
-            # MMR here re-ranks by the fused score; Elasticsearch's diversify retriever ranks by similarity
-            # to one query vector instead, so diversification runs client-side over the fused legs
-            if self.mode in ("retrievers", "legacy"):
-                raise ValidationError(f"diversity runs client-side: use --mode legs or auto, not {self.mode}")
-            return "legs"
+        for option, wanted in (("diversity", query.diversity), ("feedback", query.feedback)):
+            # MMR here re-ranks by the fused score (Elasticsearch's diversify retriever ranks by similarity
+            # to one query vector instead); feedback needs the fused first page before its own leg can be
+            # built. Both run client-side over the fused legs.
+            if wanted is not None:
+                if self.mode in ("retrievers", "legacy"):
+                    raise ValidationError(f"{option} runs client-side: use --mode legs or auto, not {self.mode}")
+                return "legs"
         if self.mode == "legacy":
             return "legacy"
         if self.mode == "legs":
@@ -102,27 +105,34 @@ class ElasticsearchHybridSearcher(HybridSearcher):
         return "retrievers" if reason is None else "legs"
 
     def requests(self, query: HybridQuery) -> tuple[str, Any, list[LegPlan]]:
-        """The mode and the request(s) this query becomes: a body, or ``_msearch`` header/body pairs."""
+        """The mode and the request(s) this query becomes: a body, or ``_msearch`` header/body pairs
+        (with feedback, the first round's: the feedback leg is built from its answer)."""
+        mode, request, plans, _, _ = self._prepare(query)
+        return mode, request, plans
+
+    def _prepare(self, query: HybridQuery) -> tuple[str, Any, list[LegPlan], QueryVectors, list[Condition]]:
         filters = self.check(query)
         legs = self.applicable_legs(query)
-        plans = self.plan(query, self.encode(query, set(legs)), legs)
+        vectors = self.encode(query, self.wanted(query, legs))
+        plans = self.plan(query, vectors, legs)
         mode = self.resolve_mode(query, plans)
         if mode == "retrievers":
             named = self._cluster is None or self._cluster.version >= (8, 18)
             body = retrievers_body(query, plans, self.layout, filters, explain=self.explain, named=named)
-            return mode, body, plans
+            return mode, body, plans, vectors, filters
         if mode == "legacy":
-            return mode, legacy_body(query, plans, self.layout, filters), plans
-        return mode, msearch_searches(self.store.alias, leg_bodies(query, plans, self.layout, filters)), plans
+            return mode, legacy_body(query, plans, self.layout, filters), plans, vectors, filters
+        return mode, msearch_searches(self.store.alias, leg_bodies(query, plans, self.layout, filters)), plans, vectors, filters
 
     def search(self, query: HybridQuery) -> SearchResult:
         t0 = time.perf_counter()
-        mode, request, plans = self.requests(query)
+        mode, request, plans, vectors, filters = self._prepare(query)
         t1 = time.perf_counter()
         names = [p.name for p in plans]
         if mode == "legs":
             legs = parse_leg_responses(self.client.msearch(searches=request).body, names)
-            fused = self.diversify(self.fuse(legs, query), query)
+            legs, fused = self.with_feedback(query, vectors, legs, filters)
+            fused = self.diversify(fused, query)
             page = fused[query.offset : query.offset + query.size]
             hits = explain(page, legs, start_rank=query.offset + 1, sources=self.store.sources([d for d, _ in page]))
             sizes = {name: len(ranked) for name, ranked in legs.items()}
@@ -135,6 +145,6 @@ class ElasticsearchHybridSearcher(HybridSearcher):
         return SearchResult(
             hits=hits,
             legs=sizes,
-            fusion={**query.fusion.to_dict(), "mode": mode, **({"diversity": query.diversity.to_dict()} if query.diversity else {})},
+            fusion=fusion_report(query, mode=mode),
             took_ms={"encode_and_plan": 1000 * (t1 - t0), "elasticsearch_and_fuse": 1000 * (t2 - t1)},
         )

@@ -3,7 +3,9 @@
 ``hybrid-search tune`` writes one; ``search`` and ``eval`` load it. Query kinds
 differ enough that one setting serves them badly: an image-only query has no text
 legs at all, and "this, in brown" needs the image far more than the two words.
-A leg weighted 0 is not run.
+A leg weighted 0 is not run. A kind may also carry pseudo-relevance feedback
+(``query_builder.feedback``), which ``tune`` keeps only where cross-validation says it pays;
+profiles written before feedback existed load unchanged.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from hybrid_core.errors import ConfigError, SearchError
+from query_builder.feedback import Feedback
 from query_builder.query import LEG_NAMES, FusionConfig, HybridQuery
 
 FORMAT = "es-hybrid-search/fusion-profile@1"
@@ -30,20 +33,24 @@ def query_kind(text: str | None, image: Any) -> str:
 
 @dataclass
 class FusionProfile:
-    """A ``FusionConfig`` per query kind; kinds it omits use the query's own fusion."""
+    """A ``FusionConfig`` (and optionally a ``Feedback``) per query kind; kinds it omits use the query's own."""
 
     kinds: dict[str, FusionConfig] = field(default_factory=dict)
     notes: dict[str, Any] = field(default_factory=dict)  # how it was chosen (tuning report)
+    feedback: dict[str, Feedback] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        unknown = sorted(set(self.kinds) - set(KINDS))
+        unknown = sorted((set(self.kinds) | set(self.feedback)) - set(KINDS))
         if unknown:
             raise ConfigError(f"fusion profile names unknown query kinds {unknown}; kinds are {list(KINDS)}")
 
     def apply(self, query: HybridQuery) -> HybridQuery:
-        """The query with its kind's fusion (window kept if larger) and, unless it names its own
-        legs, only the legs the profile weighs above zero."""
-        chosen = self.kinds.get(query_kind(query.text, query.image))
+        """The query with its kind's fusion (window kept if larger), its kind's feedback unless the
+        query brings its own, and, unless it names its own legs, only the legs the profile weighs above zero."""
+        kind = query_kind(query.text, query.image)
+        if query.feedback is None and kind in self.feedback:
+            query = replace(query, feedback=self.feedback[kind])
+        chosen = self.kinds.get(kind)
         if chosen is None:
             return query
         fusion = replace(chosen, weights=dict(chosen.weights))
@@ -55,7 +62,10 @@ class FusionProfile:
         return replace(query, fusion=fusion, legs=legs)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": FORMAT, "kinds": {k: v.to_dict() for k, v in self.kinds.items()}, "notes": self.notes}
+        data: dict[str, Any] = {"format": FORMAT, "kinds": {k: v.to_dict() for k, v in self.kinds.items()}}
+        if self.feedback:
+            data["feedback"] = {k: v.to_dict() for k, v in self.feedback.items()}
+        return {**data, "notes": self.notes}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, source: str = "fusion profile") -> FusionProfile:
@@ -64,8 +74,15 @@ class FusionProfile:
         kinds = data.get("kinds")
         if not isinstance(kinds, Mapping):
             raise ConfigError(f"{source}: \"kinds\" must be an object of query kind -> fusion")
+        feedback = data.get("feedback") or {}
+        if not isinstance(feedback, Mapping):
+            raise ConfigError(f"{source}: \"feedback\" must be an object of query kind -> feedback settings")
         try:
-            return cls({str(k): FusionConfig.from_dict(v) for k, v in kinds.items()}, dict(data.get("notes") or {}))
+            return cls(
+                {str(k): FusionConfig.from_dict(v) for k, v in kinds.items()},
+                dict(data.get("notes") or {}),
+                {str(k): Feedback.from_dict(v) for k, v in feedback.items()},
+            )
         except SearchError as exc:
             raise ConfigError(f"{source}: {exc}") from None
 

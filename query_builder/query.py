@@ -11,6 +11,7 @@ from typing import Any
 from hybrid_core.dicts import known_keys
 from hybrid_core.errors import ValidationError
 from query_builder.diversify import Diversity
+from query_builder.feedback import Feedback
 from query_builder.fusion import FUSIONS, NORMALIZERS
 
 LEG_NAMES = ("bm25", "text", "cross", "image", "product")
@@ -73,7 +74,8 @@ class HybridQuery:
     ``legs`` restricts which legs may run (default: every leg that applies);
     ``boosts`` overrides the per-field BM25 weights; ``num_candidates`` is the kNN
     candidate pool (default ``2 * rank_window_size``, capped at 10,000);
-    ``diversity`` re-ranks the first fused hits by MMR (``query_builder.diversify``).
+    ``diversity`` re-ranks the first fused hits by MMR (``query_builder.diversify``);
+    ``feedback`` adds a second-round kNN leg from the first page's vectors (``query_builder.feedback``).
     """
 
     text: str | None = None
@@ -86,6 +88,7 @@ class HybridQuery:
     boosts: dict[str, float] = field(default_factory=dict)
     num_candidates: int | None = None
     diversity: Diversity | None = None
+    feedback: Feedback | None = None
 
     def __post_init__(self) -> None:
         if self.text is not None and not isinstance(self.text, str):
@@ -121,6 +124,8 @@ class HybridQuery:
                 raise ValidationError(f"boost of {name} must be a finite number >= 0, got {boost!r}")
         if self.diversity is not None and not isinstance(self.diversity, Diversity):
             raise ValidationError(f"diversity must be a Diversity, got {type(self.diversity).__name__}")
+        if self.feedback is not None and not isinstance(self.feedback, Feedback):
+            raise ValidationError(f"feedback must be a Feedback, got {type(self.feedback).__name__}")
         if self.num_candidates is not None:
             if not isinstance(self.num_candidates, int) or not window <= self.num_candidates <= MAX_WINDOW:
                 raise ValidationError(

@@ -27,6 +27,8 @@ from hybrid_core.spaces import EmbeddingSpace, shares_text_tower
 from hybrid_core.stores.base import RankedIds, Store
 from hybrid_core.vectors import unit
 from query_builder.diversify import mmr
+from query_builder.feedback import LEG as FEEDBACK_LEG
+from query_builder.feedback import Feedback, feedback_vector
 from query_builder.fusion import linear, rrf
 from query_builder.query import FusionConfig, HybridQuery
 
@@ -124,6 +126,13 @@ class HybridSearcher:
 
     # -- planning --------------------------------------------------------------------------
 
+    def wanted(self, query: HybridQuery, legs: list[str]) -> set[str]:
+        """The legs whose query vectors must be encoded: those that run, plus what feedback adds to."""
+        wanted = set(legs)
+        if query.feedback is not None:
+            wanted.add("text" if query.feedback.field == "text_vector" else "product")
+        return wanted
+
     def applicable_legs(self, query: HybridQuery) -> list[str]:
         """Legs that can run for this query on this layout, in canonical order."""
         has_image_space = self.image_space is not None and self.layout.has_vector("image_vector")
@@ -177,11 +186,12 @@ class HybridSearcher:
             raise ValidationError(
                 f"boosts name unknown text fields {unknown_boosts}; text fields are {[t.name for t in self.layout.text_fields]}"
             )
-        if query.diversity is not None and not self.layout.has_vector(query.diversity.field):
-            raise ValidationError(
-                f"diversity field {query.diversity.field!r} is not a vector field of this layout; "
-                f"vector fields are {[v.name for v in self.layout.vector_fields]}"
-            )
+        for option, field_name in (("diversity", query.diversity), ("feedback", query.feedback)):
+            if field_name is not None and not self.layout.has_vector(field_name.field):
+                raise ValidationError(
+                    f"{option} field {field_name.field!r} is not a vector field of this layout; "
+                    f"vector fields are {[v.name for v in self.layout.vector_fields]}"
+                )
         return filters
 
     def leg_results(self, query: HybridQuery) -> dict[str, RankedIds]:
@@ -200,6 +210,39 @@ class HybridSearcher:
         futures = [(plan.name, _LEG_POOL.submit(self.run_leg, plan, query, filters)) for plan in plans]
         return {name: future.result() for name, future in futures}
 
+    def feedback(
+        self,
+        settings: Feedback,
+        vectors: QueryVectors,
+        fused: list[tuple[str, float]],
+        filters: list[Condition],
+        *,
+        k: int,
+        num_candidates: int,
+    ) -> RankedIds | None:
+        """The feedback leg's ranking: kNN over ``settings.field`` from the centroid of the first
+        ``depth`` fused hits' stored vectors plus the query's own (``None`` when there is nothing to average)."""
+        top = [doc_id for doc_id, _ in fused[: settings.depth]]
+        stored = self.store.existing(top) if top else {}
+        docs = [stored[d].vectors[settings.field] for d in top if d in stored and settings.field in stored[d].vectors]
+        vector = feedback_vector(feedback_query_vector(settings, vectors), docs, query_weight=settings.query_weight)
+        if vector is None:
+            return None
+        return self.store.knn(settings.field, vector, k=k, num_candidates=num_candidates, filters=filters)
+
+    def with_feedback(
+        self, query: HybridQuery, vectors: QueryVectors, results: dict[str, RankedIds], filters: list[Condition]
+    ) -> tuple[dict[str, RankedIds], list[tuple[str, float]]]:
+        """The legs and their fusion, after the feedback round when the query asks for one."""
+        fused = self.fuse(results, query)
+        if query.feedback is None:
+            return results, fused
+        ranked = self.feedback(query.feedback, vectors, fused, filters, k=query.k, num_candidates=query.candidates)
+        if ranked is None:
+            return results, fused
+        results = {**results, FEEDBACK_LEG: ranked}
+        return results, self.fuse(results, query)
+
     def diversify(self, fused: list[tuple[str, float]], query: HybridQuery) -> list[tuple[str, float]]:
         """MMR over the first ``top_n`` fused hits (their stored vectors); the rest keep their order."""
         if query.diversity is None:
@@ -214,11 +257,12 @@ class HybridSearcher:
         filters = self.check(query)
         legs = self.applicable_legs(query)
         t0 = time.perf_counter()
-        vectors = self.encode(query, set(legs))
+        vectors = self.encode(query, self.wanted(query, legs))
         t1 = time.perf_counter()
         results = self.run_legs(self.plan(query, vectors, legs), query, filters)
         t2 = time.perf_counter()
-        fused = self.diversify(self.fuse(results, query), query)
+        results, fused = self.with_feedback(query, vectors, results, filters)
+        fused = self.diversify(fused, query)
         page = fused[query.offset : query.offset + query.size]
         sources = self.store.sources([doc_id for doc_id, _ in page])
         t3 = time.perf_counter()
@@ -226,18 +270,39 @@ class HybridSearcher:
         return SearchResult(
             hits=hits,
             legs={name: len(ranked) for name, ranked in results.items()},
-            fusion={**query.fusion.to_dict(), **({"diversity": query.diversity.to_dict()} if query.diversity else {})},
+            fusion=fusion_report(query),
             took_ms={"encode": 1000 * (t1 - t0), "legs": 1000 * (t2 - t1), "fuse_and_fetch": 1000 * (t3 - t2)},
         )
 
     @staticmethod
     def fuse(results: dict[str, RankedIds], query: HybridQuery) -> list[tuple[str, float]]:
-        return fuse_legs(results, query.fusion)
+        return fuse_legs(results, query.fusion, query.feedback)
 
 
-def fuse_legs(results: dict[str, RankedIds], fusion: FusionConfig) -> list[tuple[str, float]]:
-    """The legs' rankings fused as ``fusion`` says (a leg it does not weigh counts 1)."""
-    weights = {name: fusion.weight(name) for name in results}
+def feedback_query_vector(settings: Feedback, vectors: QueryVectors) -> np.ndarray | None:
+    """The query's own vector in the feedback field: the text vector, or in the image space the
+    same vector the product leg uses (text and image averaged where the query has both)."""
+    if settings.field == "text_vector":
+        return vectors.text
+    return next((v for v in (vectors.combined, vectors.cross, vectors.image) if v is not None), None)
+
+
+def fusion_report(query: HybridQuery, **extra: Any) -> dict[str, Any]:
+    """What ``SearchResult.fusion`` says about how the hits were combined."""
+    report = {**query.fusion.to_dict(), **extra}
+    if query.diversity is not None:
+        report["diversity"] = query.diversity.to_dict()
+    if query.feedback is not None:
+        report["feedback"] = query.feedback.to_dict()
+    return report
+
+
+def fuse_legs(results: dict[str, RankedIds], fusion: FusionConfig, feedback: Feedback | None = None) -> list[tuple[str, float]]:
+    """The legs' rankings fused as ``fusion`` says (a leg it does not weigh counts 1); the feedback
+    leg, when present, at ``feedback.weight``."""
+    weights = {name: fusion.weight(name) for name in results if name != FEEDBACK_LEG}
+    if FEEDBACK_LEG in results:
+        weights[FEEDBACK_LEG] = feedback.weight if feedback is not None else 1.0
     if fusion.method == "rrf":
         return rrf(results, weights=weights, rank_constant=fusion.rank_constant, rank_window_size=fusion.rank_window_size)
     return linear(results, weights=weights, normalizer=fusion.normalizer, rank_window_size=fusion.rank_window_size)

@@ -4,6 +4,7 @@ check mechanics (shapes, spaces, plumbing), never retrieval quality."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -12,10 +13,13 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from hybrid_core.images import ImageLimits  # noqa: E402
 from hybrid_core.layout import build_layout  # noqa: E402
 from hybrid_core.sample_catalogue import write_sample_catalogue  # noqa: E402
 from hybrid_core.spaces import EmbeddingSpace, default_text_spec, random_clip_spec  # noqa: E402
 from hybrid_core.stores.embedded import EmbeddedStore  # noqa: E402
+from indexer.pipeline import IndexingRuntime, process_batch  # noqa: E402
+from query_builder.searcher import HybridSearcher  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 MYNTRA = SHARED / "data" / "myntra"
@@ -54,3 +58,21 @@ def myntra() -> Path:
     if not (MYNTRA / "catalogue.jsonl").exists():
         pytest.skip(f"the Myntra evaluation data is not at {MYNTRA} (only developers' machines and CI have ../shared)")
     return MYNTRA
+
+
+@pytest.fixture
+def indexed(store, layout, text_space, image_space, sample_catalogue):
+    """The sample catalogue indexed in ``store``, a searcher over it, and six graded text queries
+    (grade 2: the asked colour and type, 1: the type) in the evaluation format."""
+    items = [{"ref": "s", "version": 1, "data": json.loads(line)} for line in sample_catalogue.read_text().splitlines()]
+    process_batch(items, IndexingRuntime(store, layout, text_space, image_space, ImageLimits()), images_root=str(sample_catalogue.parent))
+    searcher = HybridSearcher(store, layout, text_space, image_space)
+    grade = {}
+    for p in items:
+        d = p["data"]
+        grade[d["id"]] = d
+    queries = []
+    for i, (colour, kind) in enumerate([("green", "Kurtas"), ("black", "Watches"), ("blue", "Jeans"), ("red", "Tshirts"), ("white", "Shoes"), ("black", "Kurtas")]):
+        rel = {pid: (2 if d["colour"].lower() == colour else 1) for pid, d in grade.items() if d["article_type"] == kind}
+        queries.append({"id": f"t{i}", "text": f"{colour} {kind.lower()}", "relevance": rel})
+    return searcher, queries

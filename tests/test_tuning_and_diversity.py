@@ -10,12 +10,9 @@ import pytest
 from evaluation.harness import STRATEGIES, Strategy, run_strategies, with_tuned
 from evaluation.tuning import candidate_fusions, cross_validate, tune
 from hybrid_core.errors import ConfigError, ValidationError
-from hybrid_core.images import ImageLimits
-from indexer.pipeline import IndexingRuntime, process_batch
 from query_builder.diversify import Diversity, distinct_looks, mmr
 from query_builder.profile import FusionProfile, query_kind
 from query_builder.query import FusionConfig, HybridQuery
-from query_builder.searcher import HybridSearcher
 
 # -- MMR and looks (pure) ---------------------------------------------------------------------
 
@@ -113,34 +110,24 @@ def test_cross_validation_scores_each_fold_with_the_choice_made_on_the_others():
 # -- on an indexed catalogue ------------------------------------------------------------------
 
 
-@pytest.fixture
-def indexed(store, layout, text_space, image_space, sample_catalogue):
-    items = [{"ref": "s", "version": 1, "data": json.loads(line)} for line in sample_catalogue.read_text().splitlines()]
-    process_batch(items, IndexingRuntime(store, layout, text_space, image_space, ImageLimits()), images_root=str(sample_catalogue.parent))
-    searcher = HybridSearcher(store, layout, text_space, image_space)
-    grade = {}
-    for p in items:
-        d = p["data"]
-        grade[d["id"]] = d
-    queries = []
-    for i, (colour, kind) in enumerate([("green", "Kurtas"), ("black", "Watches"), ("blue", "Jeans"), ("red", "Tshirts"), ("white", "Shoes"), ("black", "Kurtas")]):
-        rel = {pid: (2 if d["colour"].lower() == colour else 1) for pid, d in grade.items() if d["article_type"] == kind}
-        queries.append({"id": f"t{i}", "text": f"{colour} {kind.lower()}", "relevance": rel})
-    return searcher, queries
-
-
 def test_tuning_chooses_what_search_then_reproduces(indexed, sample_catalogue):
     searcher, queries = indexed
     profile, report = tune(searcher, queries, sample_catalogue.parent, folds=3)
     text = report["text"]
+    assert text.feedback is not None and text.feedback["candidates"] == 180
     assert set(profile.kinds) == {"text"} and profile.kinds["text"] == text.best
     assert text.in_sample >= text.default_rrf and text.in_sample >= text.best_single_leg[1]
     assert 0.0 <= text.cross_validated["estimate"] <= text.in_sample + 1e-9
     # the tuning re-fused the legs in Python; the real search path with the profile scores the same
     table = run_strategies(searcher, queries, sample_catalogue.parent, (Strategy("tuned", None, profile=profile),))
-    assert table["text"]["tuned"]["NDCG@10"] == pytest.approx(text.in_sample)
+    kept = text.chosen_feedback
+    assert profile.feedback == ({"text": kept} if kept else {})
+    assert table["text"]["tuned"]["NDCG@10"] == pytest.approx(text.feedback["in_sample"] if kept else text.in_sample)
     names = [s.name for s in with_tuned(STRATEGIES, profile)]
     assert names[-2:] == ["tuned", "tuned + MMR"] and "hybrid RRF + MMR" in [s.name for s in with_tuned(STRATEGIES, None)]
+    assert ("tuned, no feedback" in names) == bool(kept)
+    plain, _ = tune(searcher, queries, sample_catalogue.parent, folds=3, feedback=[])
+    assert plain.feedback == {} and plain.kinds == profile.kinds
 
 
 def test_search_with_diversity_reorders_only_the_top_and_is_explained(indexed):
