@@ -1,0 +1,95 @@
+"""What pseudo-relevance feedback costs per search: the tuned profile with and without its feedback.
+
+Runs the dev queries of each kind against an index ``hybrid-search eval`` built (the test split in
+the embedded store), with query vectors encoded once beforehand so the figure is the search path
+only (legs, fusion, the feedback round). Same process, same queries, interleaved per query.
+
+    python benchmarks/feedback.py --index /tmp/es-hybrid-search-eval/test-full-<tag>.sqlite \\
+        --queries ../shared/eval/dev_queries.jsonl --images-root ../shared/data/myntra \\
+        --profile evaluation/profiles/fusion-profile-full.json
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import click
+import numpy as np
+
+
+@click.command()
+@click.option("--index", type=click.Path(exists=True, dir_okay=False), required=True, help="An eval index (SQLite).")
+@click.option("--queries", type=click.Path(exists=True, dir_okay=False), required=True)
+@click.option("--images-root", type=click.Path(exists=True, file_okay=False), required=True)
+@click.option("--profile", type=click.Path(exists=True, dir_okay=False), required=True, help="A fusion profile with feedback.")
+@click.option("--repeats", type=int, default=3, show_default=True)
+@click.option("--out", "out_file", type=click.Path(dir_okay=False), help="Also write the figures as JSON.")
+def main(index, queries, images_root, profile, repeats, out_file) -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from hybrid_core.config import Settings
+    from hybrid_core.stores.embedded import EmbeddedStore
+    from query_builder.profile import FusionProfile, query_kind
+    from query_builder.query import HybridQuery
+    from query_builder.searcher import HybridSearcher
+
+    settings = Settings.from_env()
+    layout = settings.layout()
+    text_space, image_space = settings.embedding_spaces()
+    store = EmbeddedStore(Path(index), layout)
+
+    class Precomputed(HybridSearcher):
+        """The searcher with query encoding done beforehand (once per query, every space feedback may need)."""
+
+        table: dict = {}
+
+        def encode(self, query, wanted):
+            key = (query.text, str(query.image))
+            if key not in self.table:
+                self.table[key] = super().encode(query, {"text", "product"})
+            return self.table[key]
+
+    searcher = Precomputed(store, layout, text_space, image_space)
+    with_feedback = FusionProfile.load(profile)
+    if not with_feedback.feedback:
+        raise click.UsageError(f"{profile} keeps no feedback for any query kind: nothing to compare")
+    without = replace(with_feedback, feedback={})
+    root = Path(images_root)
+    listed = [json.loads(line) for line in Path(queries).read_text().splitlines() if line.strip()]
+    by_kind: dict[str, list[HybridQuery]] = {}
+    for q in listed:
+        kind = query_kind(q.get("text"), q.get("image"))
+        if kind in with_feedback.feedback:
+            by_kind.setdefault(kind, []).append(HybridQuery(text=q.get("text"), image=root / q["image"] if q.get("image") else None, size=10))
+    for group in by_kind.values():
+        for query in group:
+            searcher.encode(query, set())
+    store.build_graphs()
+    result = {"command": "python benchmarks/feedback.py " + " ".join(sys.argv[1:]), "cpus": os.cpu_count(), "kinds": {}}
+    for kind, group in by_kind.items():
+        samples: dict[str, list[float]] = {"without feedback": [], "with feedback": []}
+        for _ in range(repeats):
+            for query in group:
+                for name, chosen in (("without feedback", without), ("with feedback", with_feedback)):
+                    applied = chosen.apply(query)
+                    started = time.perf_counter()
+                    searcher.search(applied)
+                    samples[name].append(1000 * (time.perf_counter() - started))
+        figures = {name: {"p50_ms": float(np.percentile(s, 50)), "p95_ms": float(np.percentile(s, 95))} for name, s in samples.items()}
+        figures["feedback"] = with_feedback.feedback[kind].to_dict()
+        figures["queries"] = len(group)
+        figures["p50_ratio"] = figures["with feedback"]["p50_ms"] / figures["without feedback"]["p50_ms"]
+        result["kinds"][kind] = figures
+        click.echo(f"{kind} ({len(group)} queries x {repeats}): p50 {figures['without feedback']['p50_ms']:.2f} ms without, "
+                   f"{figures['with feedback']['p50_ms']:.2f} ms with feedback ({figures['p50_ratio']:.2f}x); "
+                   f"p95 {figures['without feedback']['p95_ms']:.2f} / {figures['with feedback']['p95_ms']:.2f} ms")
+    if out_file:
+        Path(out_file).write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
