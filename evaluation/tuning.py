@@ -213,13 +213,6 @@ class KindTuning:
         chosen = (self.feedback or {}).get("chosen")
         return Feedback.from_dict(chosen) if chosen else None
 
-    @property
-    def estimate(self) -> float:
-        """The cross-validated NDCG@10 of what the profile does for this kind (with feedback if kept)."""
-        if self.chosen_feedback is not None:
-            return float(self.feedback["cross_validated"]["estimate"])  # type: ignore[index]
-        return float(self.cross_validated["estimate"])
-
     def to_dict(self) -> dict[str, Any]:
         return {
             "queries": self.queries,

@@ -1,18 +1,18 @@
 """Pseudo-relevance feedback: a second kNN pass from the first page's own vectors (Rocchio).
 
-A query says little ("in orange" beside a photo of a T-shirt; "kurta" where half the
-titles lost the word), but the first fused page usually says more: its top hits are
-mostly the right kind of product. Rocchio's feedback (1971, here without negative
+A query often says little in some space ("in orange" beside a photo of a T-shirt; a photo
+alone, which has no words for the text legs), but the first fused page says more: its top
+hits are mostly the right kind of product, and their stored vectors carry what the query lacks. Rocchio's feedback (1971, here without negative
 documents) moves the query towards the centroid of those hits:
 
     feedback vector = unit( mean_{d in top depth} unit(v_d)  +  query_weight * unit(q) )
 
 in one vector field, runs it as one more kNN leg named ``feedback`` (with the query's
-filters), and fuses it with the first legs at ``weight``. On the dev queries it pays
-where a query has two halves that no single leg joins (image + "in orange": the image
-legs find the type, the text the colour, the text vectors of the first page carry
-both); ``hybrid-search tune`` turns it on per query kind only where cross-validation
-says it helps (see docs/evaluation.md).
+filters), and fuses it with the first legs at ``weight``. On the dev queries it pays for
+queries with an image (image + "in orange": the image legs find the type, the text the
+colour, the text vectors of the first page carry both; a photo alone: the titles of its
+nearest neighbours), and hardly for text queries; ``hybrid-search tune`` turns it on per
+query kind only where cross-validation says it helps (see docs/evaluation.md).
 
 The cost is one extra round: the first legs must finish, their stored vectors be
 fetched (``Store.existing``), and one kNN leg run.

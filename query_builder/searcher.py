@@ -186,10 +186,10 @@ class HybridSearcher:
             raise ValidationError(
                 f"boosts name unknown text fields {unknown_boosts}; text fields are {[t.name for t in self.layout.text_fields]}"
             )
-        for option, field_name in (("diversity", query.diversity), ("feedback", query.feedback)):
-            if field_name is not None and not self.layout.has_vector(field_name.field):
+        for option, settings in (("diversity", query.diversity), ("feedback", query.feedback)):
+            if settings is not None and not self.layout.has_vector(settings.field):
                 raise ValidationError(
-                    f"{option} field {field_name.field!r} is not a vector field of this layout; "
+                    f"{option} field {settings.field!r} is not a vector field of this layout; "
                     f"vector fields are {[v.name for v in self.layout.vector_fields]}"
                 )
         return filters
