@@ -22,6 +22,21 @@ import click
 import numpy as np
 
 
+def _precomputed(base: type) -> type:
+    """``base`` (a searcher class) with each query encoded once, in every space feedback may need,
+    and looked up afterwards: the timings are the search path, not the encoders."""
+
+    class Precomputed(base):  # type: ignore[misc, valid-type]
+        def encode(self, query, wanted):
+            table = self.__dict__.setdefault("_encoded", {})
+            key = (query.text, str(query.image))
+            if key not in table:
+                table[key] = super().encode(query, {"text", "product"})
+            return table[key]
+
+    return Precomputed
+
+
 @click.command()
 @click.option("--index", type=click.Path(exists=True, dir_okay=False), required=True, help="An eval index (SQLite).")
 @click.option("--queries", type=click.Path(exists=True, dir_okay=False), required=True)
@@ -41,19 +56,7 @@ def main(index, queries, images_root, profile, repeats, out_file) -> None:
     layout = settings.layout()
     text_space, image_space = settings.embedding_spaces()
     store = EmbeddedStore(Path(index), layout)
-
-    class Precomputed(HybridSearcher):
-        """The searcher with query encoding done beforehand (once per query, every space feedback may need)."""
-
-        table: dict = {}
-
-        def encode(self, query, wanted):
-            key = (query.text, str(query.image))
-            if key not in self.table:
-                self.table[key] = super().encode(query, {"text", "product"})
-            return self.table[key]
-
-    searcher = Precomputed(store, layout, text_space, image_space)
+    searcher = _precomputed(HybridSearcher)(store, layout, text_space, image_space)
     with_feedback = FusionProfile.load(profile)
     if not with_feedback.feedback:
         raise click.UsageError(f"{profile} keeps no feedback for any query kind: nothing to compare")

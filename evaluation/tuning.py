@@ -92,17 +92,21 @@ def feedback_matrix(
     """``[candidate, query]`` NDCG@10 of ``fusion`` plus each feedback candidate; row 0 is ``fusion`` alone.
 
     The feedback leg depends on field, depth and query weight, not on its fusion weight, so it
-    runs once per (field, depth, query weight) and is re-fused per weight."""
+    runs once per (field, depth, query weight) and is re-fused per weight; each query's first hits
+    are read from the store once, for the deepest candidate."""
     ids = list(qrels)
     first = {qid: {n: r for n, r in leg_runs[qid].items() if fusion.weight(n) > 0} for qid in ids}
     fused = {qid: fuse_legs(first[qid], fusion) for qid in ids}
     runs: list[dict[str, list[tuple[str, float]]]] = [fused]
+    deepest = max((c.depth for c in candidates), default=0)
+    stored = {qid: searcher.store.existing([d for d, _ in fused[qid][:deepest]]) for qid in ids}  # one read per query
     legs: dict[tuple[str, int, float], dict[str, RankedIds | None]] = {}
     for candidate in candidates:
         key = (candidate.field, candidate.depth, candidate.query_weight)
         if key not in legs:
             legs[key] = {
-                qid: searcher.feedback(candidate, vectors[qid], fused[qid], [], k=WINDOW, num_candidates=2 * WINDOW) for qid in ids
+                qid: searcher.feedback(candidate, vectors[qid], fused[qid], [], k=WINDOW, num_candidates=2 * WINDOW, stored=stored[qid])
+                for qid in ids
             }
         run = {}
         for qid in ids:

@@ -223,12 +223,10 @@ def search(ctx, text, image, filters, fusion, weights, normalizer, rank_constant
         on_es = settings.store == "elasticsearch"
         if show_request:
             store = settings.open_store() if on_es else _RequestOnly(settings.es_alias)
-            client_side = query.feedback is not None or query.diversity is not None  # these run only in the legs mode
-            chosen = mode if on_es or mode != "auto" else ("legs" if client_side else "retrievers")
-            searcher = ElasticsearchHybridSearcher(store, layout, text_space, image_space, mode=chosen)
+            searcher = ElasticsearchHybridSearcher(store, layout, text_space, image_space, mode=mode)
             used, request, _ = searcher.requests(query)
             if not on_es and mode == "auto":
-                console.print(f"no cluster to ask (embedded store): showing the {chosen} mode")
+                console.print(f"no cluster to ask (embedded store): showing the {used} mode")
             click.echo(f"# mode: {used}\n" + console_text(settings.es_alias, request))
             if query.feedback is not None:
                 click.echo(f"# then feedback: GET {settings.es_alias}/_mget of the first {query.feedback.depth} fused hits' "

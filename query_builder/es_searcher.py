@@ -97,7 +97,7 @@ class ElasticsearchHybridSearcher(HybridSearcher):
             return "legacy"
         if self.mode == "legs":
             return "legs"
-        if self.mode == "retrievers" and self.client is None:
+        if self.mode in ("retrievers", "auto") and self.client is None:
             return "retrievers"  # printing the request only: no cluster to check against
         reason = self.cluster().retrievers_allowed(query, plans)
         if self.mode == "retrievers" and reason:

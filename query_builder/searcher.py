@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ from hybrid_core.images import ImageLimits, decode_image
 from hybrid_core.layout import FieldLayout
 from hybrid_core.results import Hit, LegScore, SearchResult
 from hybrid_core.spaces import EmbeddingSpace, shares_text_tower
-from hybrid_core.stores.base import RankedIds, Store
+from hybrid_core.stores.base import ExistingDoc, RankedIds, Store
 from hybrid_core.vectors import unit
 from query_builder.diversify import mmr
 from query_builder.feedback import LEG as FEEDBACK_LEG
@@ -219,11 +220,16 @@ class HybridSearcher:
         *,
         k: int,
         num_candidates: int,
+        stored: Mapping[str, ExistingDoc] | None = None,
     ) -> RankedIds | None:
         """The feedback leg's ranking: kNN over ``settings.field`` from the centroid of the first
-        ``depth`` fused hits' stored vectors plus the query's own (``None`` when there is nothing to average)."""
+        ``depth`` fused hits' stored vectors plus the query's own (``None`` when there is nothing to average).
+
+        ``stored``: those hits as ``Store.existing`` returns them, when the caller has them already
+        (tuning tries many settings on the same first page)."""
         top = [doc_id for doc_id, _ in fused[: settings.depth]]
-        stored = self.store.existing(top) if top else {}
+        if stored is None:
+            stored = self.store.existing(top) if top else {}
         docs = [stored[d].vectors[settings.field] for d in top if d in stored and settings.field in stored[d].vectors]
         vector = feedback_vector(feedback_query_vector(settings, vectors), docs, query_weight=settings.query_weight)
         if vector is None:
