@@ -563,11 +563,15 @@ def _shipped_profile(variant: str, settings: Settings) -> str | None:
 @_eval_options
 @click.option("--fusion-profile", type=click.Path(exists=True, dir_okay=False),
               help="Add the tuned strategies (from `tune`; default: the profile shipped in evaluation/profiles for these models).")
+@click.option("--reworded", is_flag=True,
+              help="Run the text queries reworded once each (evaluation/reword.py: synonyms and inflections that keep what "
+                   "they are judged on), to see which strategies depend on the exact wording.")
 @click.pass_context
-def eval_command(ctx, queries, catalogue, variant, store_kind, out_dir, fusion_profile) -> None:
+def eval_command(ctx, queries, catalogue, variant, store_kind, out_dir, fusion_profile, reworded) -> None:
     """Index the test split (once) and run every strategy on every query kind (protocol: ../shared/eval).
 
-    Writes results-<variant>.json and precision-<variant>.png to --out."""
+    Writes results-<variant>.json and precision-<variant>.png to --out (with --reworded:
+    results-<variant>-reworded.json and precision-<variant>-reworded.png)."""
     from collections import Counter
 
     from evaluation.harness import DEPTH, STRATEGIES, markdown_table, own_photo_recall, query_kind, run_strategies, with_tuned
@@ -583,6 +587,13 @@ def eval_command(ctx, queries, catalogue, variant, store_kind, out_dir, fusion_p
     if profile_path:
         console.print(f"tuned strategies from {profile_path}")
     out_path, catalogue_path, query_list = _evaluation_inputs(out_dir, catalogue, queries)
+    if reworded:
+        from evaluation.reword import reword_queries
+
+        query_list = reword_queries(query_list)
+        if not query_list:
+            _fail(f"{queries}: no query has text to reword")
+    name = f"{variant}-reworded" if reworded else variant
     try:
         with _progress() as progress:
             store, searcher, image_space = _evaluation_searcher(ctx, catalogue_path, variant, out_path, store_kind, progress)
@@ -592,21 +603,22 @@ def eval_command(ctx, queries, catalogue, variant, store_kind, out_dir, fusion_p
     except SearchError as exc:
         _fail(str(exc))
     layout = settings.layout()
-    results: dict[str, Any] = {"variant": variant, "store": store_kind, "depth": DEPTH, "queries": str(queries), "kinds": table,
+    results: dict[str, Any] = {"variant": variant, "reworded": reworded, "store": store_kind, "depth": DEPTH, "queries": str(queries),
+                               "kinds": table,
                                "counts": dict(Counter(query_kind(q) for q in query_list)),
                                "models": {v.name: v.model_id for v in layout.vector_fields},
                                "fusion_profile": profile.to_dict() if profile else None}
-    if image_space is not None:
+    if image_space is not None and not reworded:
         results["own_photo_recall@10"] = own_photo_recall(store, image_space, catalogue_path)
-    (out_path / f"results-{variant}.json").write_text(json.dumps(results, indent=2))
-    precision_plot(results, out_path / f"precision-{variant}.png")
+    (out_path / f"results-{name}.json").write_text(json.dumps(results, indent=2))
+    precision_plot(results, out_path / f"precision-{name}.png")
     columns = ["NDCG@10", "P@10", "P@10 fine", "P@20", "P@20 fine", "P@50", "P@50 fine", "P@100", "P@100 fine", "R@100 fine", "MRR fine", "looks@10"]
     for kind, rows in table.items():
-        click.echo(f"\n### {variant} / {kind} queries ({results['counts'][kind]})\n")
+        click.echo(f"\n### {name} / {kind} queries ({results['counts'][kind]})\n")
         click.echo(markdown_table(rows, columns))
     if "own_photo_recall@10" in results:
         click.echo(f"\nown-photo Recall@10 (title -> image, {variant} test split): {results['own_photo_recall@10']:.3f}")
-    click.echo(f"\nwritten: {out_path / f'results-{variant}.json'}, {out_path / f'precision-{variant}.png'}")
+    click.echo(f"\nwritten: {out_path / f'results-{name}.json'}, {out_path / f'precision-{name}.png'}")
 
 
 @cli.command()
