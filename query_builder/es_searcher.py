@@ -20,6 +20,7 @@ from typing import Any
 from hybrid_core.errors import ConfigError, ValidationError
 from hybrid_core.filters import Condition
 from hybrid_core.results import SearchResult
+from hybrid_core.stores.elasticsearch import cluster_version
 from query_builder.es_requests import (
     MODES,
     leg_bodies,
@@ -58,10 +59,8 @@ class Cluster:
 
 
 def read_cluster(client: Any) -> Cluster:
-    info = client.info()
-    number = str(info["version"]["number"]).split("-")[0].split(".")
     licence = client.license.get()["license"]["type"]
-    return Cluster((int(number[0]), int(number[1])), str(licence).lower())
+    return Cluster(cluster_version(client.info()), str(licence).lower())
 
 
 class ElasticsearchHybridSearcher(HybridSearcher):

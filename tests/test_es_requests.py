@@ -323,3 +323,41 @@ def test_searcher_sends_the_built_bodies_unchanged(layout, text_space, image_spa
     legs = ElasticsearchHybridSearcher(store, layout, text_space, image_space, mode="legs").search(first_page)
     assert [p for _, p, _ in client.sent[-2:]] == ["/_msearch", "/products/_mget"]
     assert set(legs.legs) == {"bm25", "text", "cross", "product"} and legs.hits[0].legs["bm25"].rank == 1
+
+
+def test_index_body_keeps_vectors_in_source_from_9_2(layout):
+    from hybrid_core.stores.elasticsearch import cluster_version, index_body
+
+    assert index_body(layout, (9, 2))["settings"]["index"]["mapping"] == {"exclude_source_vectors": False}
+    for older in ((9, 1), (8, 19), (8, 15)):  # the setting is unknown there and vectors stay in _source anyway
+        assert "mapping" not in index_body(layout, older)["settings"]["index"]
+    assert index_body(layout, (9, 3))["mappings"] == layout.to_es_mapping()["mappings"]
+    assert cluster_version({"version": {"number": "9.3.0-SNAPSHOT"}}) == (9, 3)
+
+
+@pytest.mark.parametrize(("number", "keeps"), [("9.2.1", True), ("8.19.3", False)])
+def test_store_creates_its_index_for_the_cluster_version(layout, number, keeps):
+    client = WireClient({"": {"version": {"number": number}}, "products-v1-x": {"acknowledged": True}})
+    ElasticsearchStore(client, layout).create_index("products-v1-x")
+    (_, info_path, _), (method, path, body) = client.sent
+    assert info_path == "/" and (method, path) == ("PUT", "/products-v1-x")
+    assert body["mappings"] == layout.to_es_mapping()["mappings"]
+    assert (body["settings"]["index"].get("mapping") == {"exclude_source_vectors": False}) is keeps
+
+
+def test_an_index_that_drops_vectors_from_source_is_reported_once(layout, caplog):
+    doc = {"_id": "p1", "found": True, "_version": 3, "_source": {"version": 3, "text_hash": "t", "image_hash": "i"}}
+    client = WireClient({"_mget": {"docs": [doc]}})
+    store = ElasticsearchStore(client, layout)
+    store._checked = True
+    with caplog.at_level("WARNING", logger="hybrid_core.stores.elasticsearch"):
+        first = store.existing(["p1"])
+        store.existing(["p1"])
+    assert first["p1"].version == 3 and first["p1"].vectors == {}
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1 and "index.mapping.exclude_source_vectors" in warnings[0]
+    with_vectors = {**doc, "_source": {**doc["_source"], "text_vector": [0.1] * 384}}
+    quiet = ElasticsearchStore(WireClient({"_mget": {"docs": [with_vectors]}}), layout)
+    quiet._checked = True
+    caplog.clear()
+    assert set(quiet.existing(["p1"])["p1"].vectors) == {"text_vector"} and not caplog.records

@@ -11,15 +11,22 @@
   ``TransientStoreError`` so the Celery task retries with backoff.
 * Bad catalogue items go to a small ``<alias>-errors`` index that ``hybrid-search
   errors`` lists.
+* The worker reuses stored vectors of unchanged inputs, and MMR and feedback read the first
+  hits' vectors, all through ``_source``. Elasticsearch 9.2+ leaves ``dense_vector`` values
+  out of ``_source`` on new indices unless ``index.mapping.exclude_source_vectors`` is
+  false, so the index is created with that setting there (older versions do not know it
+  and keep vectors anyway); an index that drops them is reported once, not silently used.
 
 References: bulk API and versioning, https://www.elastic.co/docs/api/doc/elasticsearch/operation/operation-bulk
-(``version``, ``version_type``: ``external_gte``); aliases, .../operation/operation-indices-update-aliases.
+(``version``, ``version_type``: ``external_gte``); aliases, .../operation/operation-indices-update-aliases;
+vectors in ``_source``, https://www.elastic.co/docs/reference/elasticsearch/mapping-reference/dense-vector.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from datetime import datetime, timezone
 from typing import Any
 
@@ -32,6 +39,24 @@ from hybrid_core.layout import LAYOUT_VERSION, FieldLayout
 from hybrid_core.stores.base import ExistingDoc, ItemErrorRecord, RankedIds, StoredDoc, WriteOutcome
 
 TRANSIENT_STATUSES = (429, 502, 503, 504)
+EXCLUDE_SOURCE_VECTORS_SINCE = (9, 2)  # the version whose new indices leave vectors out of _source by default
+
+log = logging.getLogger(__name__)
+
+
+def cluster_version(info: dict[str, Any]) -> tuple[int, int]:
+    """(major, minor) from ``GET /`` (``9.2.0``, ``9.3.0-SNAPSHOT``)."""
+    number = str(info["version"]["number"]).split("-")[0].split(".")
+    return int(number[0]), int(number[1])
+
+
+def index_body(layout: FieldLayout, version: tuple[int, int]) -> dict[str, Any]:
+    """The create-index body for a cluster of ``version``: the layout's mapping, plus, from 9.2,
+    ``index.mapping.exclude_source_vectors: false`` so vectors stay readable in ``_source``."""
+    body = layout.to_es_mapping()
+    if version >= EXCLUDE_SOURCE_VECTORS_SINCE:
+        body["settings"]["index"]["mapping"] = {"exclude_source_vectors": False}
+    return body
 
 
 def layout_hash(layout: FieldLayout) -> str:
@@ -79,6 +104,7 @@ class ElasticsearchStore:
         self.max_retries = max_retries
         self.initial_backoff = initial_backoff
         self._checked = False
+        self._warned_no_vectors = False
 
     @property
     def concrete_index(self) -> str:
@@ -117,7 +143,7 @@ class ElasticsearchStore:
         return self.concrete_index
 
     def create_index(self, name: str) -> None:
-        body = self.layout.to_es_mapping()
+        body = index_body(self.layout, cluster_version(self.client.info()))
         self.client.indices.create(index=name, settings=body["settings"], mappings=body["mappings"])
 
     def swap_alias(self, new_index: str) -> None:
@@ -158,6 +184,13 @@ class ElasticsearchStore:
                 continue
             src = doc.get("_source", {})
             vectors = {v.name: np.asarray(src[v.name], dtype=np.float32) for v in self.layout.vector_fields if src.get(v.name)}
+            if not vectors and src.get("text_hash") and not self._warned_no_vectors:
+                self._warned_no_vectors = True  # every document has a text vector: the index drops them from _source
+                log.warning(
+                    "%s returns documents without their vectors (Elasticsearch 9.2+ index created with "
+                    "index.mapping.exclude_source_vectors true, the default): unchanged products are re-encoded and "
+                    "MMR and feedback change nothing; rebuild the index with hybrid-search (it sets the setting false) "
+                    "under another alias and es-swap", self.alias)
             found[doc["_id"]] = ExistingDoc(doc["_id"], int(doc.get("_version", src.get("version", 0))), False,
                                             src.get("text_hash"), src.get("image_hash"), vectors)
         return found
