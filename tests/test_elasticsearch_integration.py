@@ -74,3 +74,13 @@ def test_client_side_fusion_ranks_exactly_as_server_side(indexed):
         assert [h.id for h in server.hits] == [h.id for h in client.hits], json.dumps(fusion.to_dict())
         for a, b in zip(server.hits, client.hits):
             assert a.score == pytest.approx(b.score, rel=1e-4)
+
+
+def test_stored_vectors_read_back_for_reuse_mmr_and_feedback(indexed):
+    """On 9.2+ only because the index was created with index.mapping.exclude_source_vectors false."""
+    settings, store = indexed
+    ids = [h.id for h in searcher(settings, store, "legs").search(HybridQuery(text="green kurta", size=3)).hits]
+    existing = store.existing(ids)
+    assert set(existing) == set(ids)
+    for doc in existing.values():
+        assert doc.vectors.get("text_vector") is not None and doc.vectors["text_vector"].shape == (384,)
