@@ -5,8 +5,9 @@ paraphrases). A fusion tuned on the dev wording can lean on BM25 matching that e
 wording; rewording each text query once and running the same strategies shows what
 survives. Every rewrite keeps what the query is judged on (article type, colour,
 gender): ``tee`` for ``t-shirt``, ``ladies`` for ``women``, ``gray`` for ``grey``,
-``same in red`` for ``in red``; none crosses a judged boundary (``sneakers`` could be casual or sports shoes,
-``girls`` is another gender, ``tan`` another colour, so none of those is used).
+``same in red`` for ``in red``; none crosses a judged boundary (``sneakers`` could be
+casual or sports shoes, ``girls`` is another gender, ``tan`` another colour, so none of
+those is used).
 
 Deterministic: which phrase is rewritten, and into what, follows a hash of the query id.
 This is not a tuning set: it is one guess at other wording, reported next to the dev

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerate docs/evaluation.md: tune and evaluate both variants on the dev queries (and on them reworded) (about an hour on 2 cores,
+# Regenerate docs/evaluation.md: tune both variants on the dev queries, evaluate them as written and reworded (about an hour on 2 cores,
 # most of it tune trying feedback settings; `tune --no-feedback` takes a few minutes).
 # The test-split indexes are built once in $EVAL_DIR and reused while the models stay the same.
 set -euo pipefail
