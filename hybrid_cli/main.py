@@ -419,6 +419,8 @@ def mappings(ctx) -> None:
     help="1: random batches; G: batches of random anchors each with G-1 look-alike (not identical) titles.",
 )
 @click.option("--hard-negative-pool", type=click.IntRange(min=1), default=20, show_default=True, help="Look-alikes are drawn from this many nearest titles.")
+@click.option("--time-budget", "time_budget_min", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Minutes for the whole run: after each epoch the schedule is shortened (never lengthened) so it ends in time.")
 def train_image_tower(
     catalogue,
     out_dir,
@@ -440,6 +442,7 @@ def train_image_tower(
     flip_average,
     hard_negative_group,
     hard_negative_pool,
+    time_budget_min,
 ) -> None:
     """Train the catalogue image tower against the frozen MiniLM (train split only; resumes from --out).
 
@@ -468,6 +471,7 @@ def train_image_tower(
         flip_average=flip_average,
         hard_negative_group=hard_negative_group,
         hard_negative_pool=hard_negative_pool,
+        time_budget_min=time_budget_min,
     )
     with _progress() as progress:
         current: dict[str, Any] = {}
@@ -482,6 +486,8 @@ def train_image_tower(
             console.print(
                 f"epoch {record['epoch']}: loss {record['loss']:.4f}, val recall@10 {record['val_recall@10']:.3f}, "
                 f"temperature {record['temperature']:.4f}, {record['epoch_s']:.0f} s"
+                + (f"; schedule shortened to {record['planned_epochs']} epochs to end within --time-budget"
+                   if record["planned_epochs"] < epochs else "")
             )
 
         summary = train(config, on_phase=phase, on_epoch=epoch_done)

@@ -210,3 +210,28 @@ def test_a_tower_that_shares_the_text_model_encodes_each_text_once(tmp_path, tex
     np.testing.assert_allclose(doc.vectors["product_vector"], unit(doc.vectors["text_vector"] + doc.vectors["image_vector"]), atol=1e-6)
     result = HybridSearcher(store, layout, text_space, tower).search(HybridQuery(text="green kurta"))
     assert set(result.legs) == {"bm25", "text", "cross", "product"}
+
+
+def test_a_time_budget_shortens_the_schedule_never_lengthens_it():
+    from tower_training.train import planned_epochs
+
+    assert planned_epochs(22, 1, 300, 100, None) == 22  # no budget
+    assert planned_epochs(22, 1, 300, 100, 3600) == 22  # 21 more epochs of 100 s end at 2,400 s
+    assert planned_epochs(22, 1, 600, 200, 3600) == 16  # 15 more of 200 s fit in the 3,000 s left
+    assert planned_epochs(22, 5, 3700, 200, 3600) == 5  # over budget already: stop after the epochs done
+    assert planned_epochs(22, 0, 10, 5000, 3600) == 1  # at least one epoch
+    assert planned_epochs(10, 3, 0, 1, 3600) == 10  # never more than asked
+
+
+@pytest.mark.slow
+def test_training_within_a_time_budget_ends_early_and_resumes_on_the_short_schedule(myntra, tmp_path):
+    from tower_training.train import TrainConfig, train
+
+    config = TrainConfig(str(myntra / "catalogue.jsonl"), str(tmp_path), epochs=6, batch_size=64, limit=300, val_fraction=0.2,
+                         time_budget_min=1e-6)
+    summary = train(config)
+    assert summary["planned_epochs"] == 1 and [h["planned_epochs"] for h in summary["history"]] == [1]
+    # the same command again (the budget spent): nothing more to do; asking for more epochs re-plans
+    assert len(train(config)["history"]) == 1
+    longer = train(TrainConfig(**{**config.__dict__, "epochs": 2, "time_budget_min": None}))
+    assert [h["epoch"] for h in longer["history"]] == [1, 2] and longer["planned_epochs"] == 2

@@ -93,6 +93,18 @@ class TrainConfig:
     # its nearest (not identical) titles drawn from its hard_negative_pool nearest (tower_training.batches)
     hard_negative_group: int = 1
     hard_negative_pool: int = 20
+    # wall-clock minutes for the whole run (loading included): after each epoch the schedule is
+    # shortened, never lengthened, so the run ends in time on a slower machine (None: no limit)
+    time_budget_min: float | None = None
+
+
+def planned_epochs(requested: int, done: int, elapsed_s: float, epoch_s: float, budget_s: float | None) -> int:
+    """How many epochs the schedule should span: ``requested``, or fewer if the epochs still to go,
+    at ``epoch_s`` each, would end the run after ``budget_s``; never fewer than ``done`` (or 1)."""
+    if budget_s is None or epoch_s <= 0:
+        return requested
+    affordable = done + int(max(0.0, budget_s - elapsed_s) // epoch_s)
+    return max(1, done, min(requested, affordable))
 
 
 def _recall_at(image_vectors: torch.Tensor, text_vectors: torch.Tensor, k: int = 10) -> float:
@@ -220,7 +232,7 @@ def train(
     params = [p for p in visual.parameters() if p.requires_grad] + [logit_scale]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = max(1, len(train_data.ids) // config.batch_size)
-    total_steps = steps_per_epoch * config.epochs
+    planned = config.epochs
     warmup_steps = int(config.warmup_epochs * steps_per_epoch)
     generator = torch.Generator().manual_seed(config.seed)
     anchors_per_step = max(1, config.batch_size // config.hard_negative_group)
@@ -235,7 +247,7 @@ def train(
     checkpoint_path = out / "checkpoint.pt"
     if checkpoint_path.exists():
         state = torch.load(checkpoint_path, weights_only=False)
-        same = {k: v for k, v in asdict(config).items() if k not in ("out_dir", "epochs")}
+        same = {k: v for k, v in asdict(config).items() if k not in ("out_dir", "epochs", "time_budget_min")}
         # a checkpoint from before an option existed was made with that option's default (which
         # the defaults here keep: a new option's default is the behaviour before it)
         defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
@@ -250,17 +262,23 @@ def train(
         generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         start_epoch, best, history = state["epoch"] + 1, state["best"], state["history"]
+        if state.get("planned_epochs") and state["config"].get("epochs") == config.epochs:
+            planned = state["planned_epochs"]  # a schedule a budget shortened stays short; new --epochs re-plan
 
     visual.train()
-    for epoch in range(start_epoch, config.epochs):
+    budget_s = None if config.time_budget_min is None else config.time_budget_min * 60
+    epoch_times: list[float] = []
+    epoch = start_epoch
+    while epoch < planned:
         epoch_started = time.monotonic()
         order = torch.randperm(len(train_data.ids), generator=generator)
-        tick = phase(f"epoch {epoch + 1}/{config.epochs}", steps_per_epoch)
+        tick = phase(f"epoch {epoch + 1}/{planned}", steps_per_epoch)
         losses = []
         for step in range(steps_per_epoch):
             global_step = epoch * steps_per_epoch + step
             for group in optimizer.param_groups:
-                group["lr"] = _lr_at(global_step, total_steps, warmup_steps, config.lr)
+                # a schedule shortened after the (default one-epoch) warmup stays continuous: the cosine starts there
+                group["lr"] = _lr_at(global_step, steps_per_epoch * planned, warmup_steps, config.lr)
             if neighbours is None:
                 index = order[step * config.batch_size : (step + 1) * config.batch_size]
             else:
@@ -281,12 +299,15 @@ def train(
             tick(1)
         deployed = visual if ema is None else ema.module
         val_recall = _recall_at(encode_images(deployed, val_data.images, flip_average=config.flip_average), val_data.text_vectors)
+        epoch_times.append(time.monotonic() - epoch_started)
+        planned = planned_epochs(planned, epoch + 1, time.monotonic() - started, float(np.mean(epoch_times)), budget_s)
         record = {
             "epoch": epoch + 1,
             "loss": float(np.mean(losses)),
             "val_recall@10": val_recall,
             "temperature": float(1 / logit_scale.detach().exp()),
-            "epoch_s": time.monotonic() - epoch_started,
+            "epoch_s": epoch_times[-1],
+            "planned_epochs": planned,
         }
         history.append(record)
         with (out / "log.jsonl").open("a") as log:
@@ -298,6 +319,7 @@ def train(
             {
                 "config": asdict(config),
                 "epoch": epoch,
+                "planned_epochs": planned,
                 "best": best,
                 "history": history,
                 "visual": visual.state_dict(),
@@ -311,11 +333,13 @@ def train(
         )
         if on_epoch:
             on_epoch(record)
+        epoch += 1
     summary = {
         "config": asdict(config),
         "train_products": len(train_data.ids),
         "val_products": len(val_data.ids),
         "best_val_recall@10": best,
+        "planned_epochs": planned,
         "history": history,
         "seconds_this_run": time.monotonic() - started,
         "visual_parameters": sum(p.numel() for p in visual.parameters()),
