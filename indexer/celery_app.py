@@ -11,6 +11,9 @@ Reliability settings, and why:
 * ``retry_on_worker_lost`` (on the task): a batch whose process died is re-sent as a
   retry, so a batch that itself kills its worker (a poison item) stops after
   ``max_retries`` instead of looping forever.
+* ``task_track_started``: a batch a worker has begun shows ``STARTED``, so the producer can
+  tell a batch still waiting from one running (see ``indexer.redelivery``: the one message
+  a killed worker can take with it is sent again by the producer).
 * ``worker_prefetch_multiplier = 1``: a worker holds one batch beyond the one it runs,
   so a crash strands little and other workers get the rest.
 """
@@ -22,6 +25,7 @@ from celery import Celery
 from hybrid_core.config import Settings
 
 TASK_NAME = "indexer.index_batch"
+RETRY_COUNTDOWN_MAX_S = 120  # the longest wait before a retried batch runs again (backoff cap)
 
 
 def make_app(settings: Settings | None = None) -> Celery:
@@ -34,6 +38,7 @@ def make_app(settings: Settings | None = None) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         task_acks_on_failure_or_timeout=True,
+        task_track_started=True,
         worker_prefetch_multiplier=1,
         task_default_queue=settings.queue,
         broker_transport_options={

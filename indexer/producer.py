@@ -8,6 +8,7 @@ it came from a file, a Python call or another producer.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -17,8 +18,12 @@ from typing import Any
 
 from celery import Celery
 from celery.result import AsyncResult
+from celery.states import READY_STATES
 
 from indexer.celery_app import TASK_NAME
+from indexer.redelivery import LossRule, queue_length, send_again
+
+log = logging.getLogger(__name__)
 
 
 class VersionClock:
@@ -101,10 +106,13 @@ def batched(items: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[st
 
 @dataclass
 class Submitted:
-    """What was queued: one async result per batch and the number of items in each."""
+    """What was queued: one async result per batch, the number of items in each, and what each
+    batch carried (kept until ``wait`` sees it confirmed, so a batch the broker lost can be sent again)."""
 
     results: list[AsyncResult] = field(default_factory=list)
     sizes: list[int] = field(default_factory=list)
+    payloads: list[list[Any] | None] = field(default_factory=list)
+    queue: str | None = None
 
     @property
     def items(self) -> int:
@@ -114,6 +122,7 @@ class Submitted:
 # kombu retries a publish this way before giving up: about 25 s, enough to ride out a broker restart
 PUBLISH_RETRY = {"max_retries": 10, "interval_start": 0.5, "interval_step": 1.0, "interval_max": 3.0}
 BROKER_OUTAGE_S = 60.0  # how long ``wait`` keeps polling results through a broker outage
+LOSS_CHECK_S = 5.0  # how often ``wait`` looks for batches the broker lost (one queue-length query)
 
 
 class BrokerUnavailable(ConnectionError):
@@ -150,15 +159,15 @@ def enqueue(
     broker stays unreachable, ``BrokerUnavailable`` says which batches were queued (the
     ``Submitted`` so far is on the exception) and which were not: re-sending is safe, since
     versions make a repeated update a no-op."""
-    submitted = Submitted()
+    submitted = Submitted(queue=app.conf.task_default_queue)
     errors = _broker_errors()
     for batch in batched(items, batch_size):
         for item in batch:
             item.setdefault("version", _CLOCK.next())
         try:
+            args = [batch, options or {}]
             result = app.send_task(
-                TASK_NAME, args=[batch, options or {}], queue=app.conf.task_default_queue,
-                retry=True, retry_policy=retry_policy or PUBLISH_RETRY,
+                TASK_NAME, args=args, queue=submitted.queue, retry=True, retry_policy=retry_policy or PUBLISH_RETRY,
             )
         except (*errors, RuntimeError) as exc:
             if isinstance(exc, RuntimeError) and "result store" not in str(exc):
@@ -172,6 +181,7 @@ def enqueue(
             raise error from exc
         submitted.results.append(result)
         submitted.sizes.append(len(batch))
+        submitted.payloads.append(args)
         if on_batch:
             on_batch(len(batch))
     return submitted
@@ -195,17 +205,24 @@ def wait(
     timeout_s: float | None = None,
     on_done: Callable[[int, dict[str, Any] | None, BaseException | None], None] | None = None,
     poll_s: float = 0.25,
+    loss_rule: LossRule | None = None,
 ) -> dict[str, int]:
-    """Wait for every batch; totals of the workers' reports (``failed_batches`` counts batches that raised)."""
-    totals = {"written": 0, "deleted": 0, "stale": 0, "reused_vectors": 0, "errors": 0, "failed_batches": 0}
+    """Wait for every batch; totals of the workers' reports (``failed_batches`` counts batches that
+    raised, ``resent_batches`` those the broker lost and this sent again: see ``indexer.redelivery``)."""
+    totals = {"written": 0, "deleted": 0, "stale": 0, "reused_vectors": 0, "errors": 0, "failed_batches": 0, "resent_batches": 0}
     pending = dict(enumerate(submitted.results))
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     errors = _broker_errors()
     outage_since: float | None = None
+    app = submitted.results[0].app if submitted.results else None
+    rule = loss_rule or (LossRule.for_app(app) if app is not None else None)
+    seen: dict[int, tuple[str, float]] = {}  # batch -> (state, since when)
+    queue_empty_since: float | None = None
+    next_loss_check = time.monotonic() + LOSS_CHECK_S
     while pending:
         for index, result in list(pending.items()):
             try:
-                ready = result.ready()
+                state = result.state
                 outage_since = None
             except errors as exc:
                 # the result backend (Redis) is restarting: keep polling for a while, then say so
@@ -213,10 +230,15 @@ def wait(
                 if time.monotonic() - outage_since > BROKER_OUTAGE_S:
                     raise BrokerUnavailable(f"results unreachable for {BROKER_OUTAGE_S:.0f} s ({exc}); {len(pending)} batches not confirmed") from exc
                 break
-            if not ready:
+            if state not in READY_STATES:
+                if seen.get(index, ("",))[0] != state:
+                    seen[index] = (state, time.monotonic())
                 continue
             del pending[index]
-            if result.successful():
+            seen.pop(index, None)
+            if index < len(submitted.payloads):
+                submitted.payloads[index] = None  # confirmed: the producer no longer needs to hold it
+            if state == "SUCCESS":
                 report = result.result or {}
                 for key in ("written", "deleted", "stale", "reused_vectors", "errors"):
                     totals[key] += int(report.get(key, 0))
@@ -227,8 +249,43 @@ def wait(
                 if on_done:
                     on_done(submitted.sizes[index], None, result.result)
             result.forget()
+        if pending and app is not None and rule is not None and time.monotonic() >= next_loss_check:
+            next_loss_check = time.monotonic() + LOSS_CHECK_S
+            try:
+                queue_empty_since = _resend_lost(app, submitted, pending, seen, rule, queue_empty_since, totals)
+            except errors as exc:  # the broker is restarting: the next check will do
+                log.info("could not check the queue for lost batches: %s", exc)
         if pending:
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"{len(pending)} of {len(submitted.results)} batches still running after {timeout_s} s")
             time.sleep(poll_s)
     return totals
+
+
+def _resend_lost(
+    app: Celery,
+    submitted: Submitted,
+    pending: dict[int, AsyncResult],
+    seen: dict[int, tuple[str, float]],
+    rule: LossRule,
+    queue_empty_since: float | None,
+    totals: dict[str, int],
+) -> float | None:
+    """Send again every pending batch ``rule`` calls lost; returns since when the queue has been empty."""
+    now = time.monotonic()
+    if queue_length(app, submitted.queue or app.conf.task_default_queue) > 0:
+        return None
+    queue_empty_since = queue_empty_since if queue_empty_since is not None else now
+    for index, result in pending.items():
+        state, since = seen.get(index, ("", now))
+        payload = submitted.payloads[index] if index < len(submitted.payloads) else None
+        if payload is None or not rule.lost(state, now - since, now - queue_empty_since):
+            continue
+        log.warning(
+            "batch %s (%d items, first %s) waited %.0f s as %s with the queue empty: the broker lost it; sending it again",
+            result.id, submitted.sizes[index], payload[0][0].get("ref") if payload[0] else "-", now - since, state,
+        )
+        send_again(app, result.id, payload, submitted.queue)
+        seen[index] = (state, now)  # its clock starts again
+        totals["resent_batches"] += 1
+    return queue_empty_since

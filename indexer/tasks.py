@@ -16,7 +16,7 @@ from typing import Any
 from hybrid_core.config import Settings
 from hybrid_core.errors import TransientStoreError
 from hybrid_core.images import ImageLimits
-from indexer.celery_app import TASK_NAME, app
+from indexer.celery_app import RETRY_COUNTDOWN_MAX_S, TASK_NAME, app
 from indexer.pipeline import IndexingRuntime, process_batch
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ def runtime() -> IndexingRuntime:
     default_retry_delay=2,
     autoretry_for=(TransientStoreError,),
     retry_backoff=2,
-    retry_backoff_max=120,
+    retry_backoff_max=RETRY_COUNTDOWN_MAX_S,
     retry_jitter=True,
     max_retries=8,
 )

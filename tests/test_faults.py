@@ -74,6 +74,26 @@ def test_five_kill9s_during_a_2000_product_run(redis, tmp_path):  # noqa: F811
     _check_newest(wenv, newest)
 
 
+def test_a_batch_taken_off_the_queue_by_a_worker_that_died_is_sent_again(redis, tmp_path):  # noqa: F811
+    """kombu's Redis transport pops a message, then records it as unacknowledged: a worker killed
+    between the two loses it for good (no visibility timeout brings it back). Popping one batch
+    here is exactly that moment; the producer, which still holds it, must send it again."""
+    import redis as redis_client
+
+    wenv = WorkerEnv(redis.url, tmp_path / "store.sqlite", visibility_timeout_s=10, batch_size=10)
+    updates, newest = _updates(60, seed=5)
+    submitted = enqueue(updates, app=wenv.app(), batch_size=10)
+    taken = redis_client.Redis.from_url(redis.url).rpop(wenv.queue)  # the oldest batch, as BRPOP takes it
+    assert taken is not None, "the batch was on the queue"
+    worker = Worker(wenv, tmp_path / "worker.log").wait_ready()
+    try:
+        totals = wait(submitted, timeout_s=300)
+    finally:
+        worker.stop()
+    assert totals["resent_batches"] == 1 and totals["failed_batches"] == 0 and totals["errors"] == 0
+    _check_newest(wenv, newest)
+
+
 class PrivateRedis:
     """A redis-server of this test's own, persisting as docker-compose does (AOF, fsync always)."""
 
