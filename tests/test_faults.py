@@ -50,7 +50,7 @@ def test_five_kill9s_during_a_2000_product_run(redis, tmp_path):  # noqa: F811
     workers = [Worker(wenv, tmp_path / "worker-0.log").wait_ready()]
     kills = []
     try:
-        submitted = enqueue(updates, app=wenv.app(), batch_size=25)  # 2,700 updates in 108 batches
+        submitted = enqueue(updates, app=wenv.app(), batch_size=25)  # 3,200 updates in 128 batches
         store = open_store(wenv)
         for round_ in range(5):
             before = len(store.versions())
