@@ -249,7 +249,7 @@ def wait(
                 if on_done:
                     on_done(submitted.sizes[index], None, result.result)
             result.forget()
-        if pending and app is not None and rule is not None and time.monotonic() >= next_loss_check:
+        if pending and outage_since is None and app is not None and rule is not None and time.monotonic() >= next_loss_check:
             next_loss_check = time.monotonic() + LOSS_CHECK_S
             try:
                 queue_empty_since = _resend_lost(app, submitted, pending, seen, rule, queue_empty_since, totals)

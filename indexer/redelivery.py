@@ -58,6 +58,7 @@ def queue_length(app: Celery, queue: str) -> int:
     from kombu.exceptions import ChannelError
 
     with app.connection_for_write() as connection:
+        connection.ensure_connection(max_retries=1)  # a broker that is down is the caller's error, at once
         try:
             return int(connection.default_channel.queue_declare(queue=queue, passive=True).message_count)
         except ChannelError:

@@ -26,3 +26,16 @@ def test_only_a_batch_left_waiting_by_an_empty_queue_is_lost():
     assert not rule.lost("STARTED", 1000, 1000), "a started batch's message is unacknowledged: the broker redelivers it"
     assert not rule.lost("RETRY", 100, 100), "a retry may wait out its countdown"
     assert rule.lost("RETRY", 151, 151)
+
+
+def test_looking_at_a_queue_on_a_broker_that_is_down_raises_a_broker_error(tmp_path):
+    """``wait`` treats it as an outage (and keeps its own limit on those) instead of hanging in reconnects."""
+    import pytest
+
+    from indexer.producer import _broker_errors
+    from indexer.redelivery import queue_length
+    from tests.queue_helpers import _free_port
+
+    app = make_app(WorkerEnv(f"redis://127.0.0.1:{_free_port()}/0", tmp_path / "s.sqlite").settings())
+    with pytest.raises(_broker_errors()):
+        queue_length(app, "nowhere")
