@@ -108,6 +108,7 @@ def index(ctx, catalogue, images_root, where, title_field, batch_size, wait, tim
                 batch_size=batch_size or settings.batch_size,
                 options={"images_root": root, "title_field": title_field},
                 on_batch=lambda n: progress.advance(queued, n),
+                keep_payloads=wait,
             )
             progress.update(queued, total=submitted.items)
             if not wait:
@@ -132,6 +133,8 @@ def index(ctx, catalogue, images_root, where, title_field, batch_size, wait, tim
         f"{totals['deleted']} deleted, {totals['stale']} stale, {totals['reused_vectors']} kept their vectors, "
         f"{totals['errors']} bad items, {totals['failed_batches']} failed batches"
     )
+    if totals["resent_batches"]:
+        console.print(f"{totals['resent_batches']} batches the broker lost (a worker killed as it took them) were sent again")
     if totals["errors"]:
         console.print("list the bad items with: hybrid-search errors")
     if totals["failed_batches"]:

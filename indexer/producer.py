@@ -152,13 +152,17 @@ def enqueue(
     options: dict[str, Any] | None = None,
     on_batch: Callable[[int], None] | None = None,
     retry_policy: dict[str, float] | None = None,
+    keep_payloads: bool = True,
 ) -> Submitted:
     """Stamp a version on every item and send them in batches of ``batch_size``.
 
     A publish that fails is retried (``retry_policy``, default ``PUBLISH_RETRY``); when the
     broker stays unreachable, ``BrokerUnavailable`` says which batches were queued (the
     ``Submitted`` so far is on the exception) and which were not: re-sending is safe, since
-    versions make a repeated update a no-op."""
+    versions make a repeated update a no-op.
+
+    ``keep_payloads``: hold each batch until ``wait`` confirms it, so one the broker lost can be sent
+    again (``indexer.redelivery``); a producer that will not wait saves that memory with ``False``."""
     submitted = Submitted(queue=app.conf.task_default_queue)
     errors = _broker_errors()
     for batch in batched(items, batch_size):
@@ -181,7 +185,7 @@ def enqueue(
             raise error from exc
         submitted.results.append(result)
         submitted.sizes.append(len(batch))
-        submitted.payloads.append(args)
+        submitted.payloads.append(args if keep_payloads else None)
         if on_batch:
             on_batch(len(batch))
     return submitted
