@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from evaluation.metrics import evaluate
+from evaluation.metrics import evaluate, per_query
 from hybrid_core.errors import ValidationError
 from hybrid_core.spaces import EmbeddingSpace
 from hybrid_core.stores.base import Store
@@ -104,11 +104,13 @@ def run_strategies(
     images_root: Path,
     strategies: tuple[Strategy, ...] = STRATEGIES,
     progress: Callable[[int], None] | None = None,
+    per_query_out: dict[str, dict[str, dict[str, float]]] | None = None,
 ) -> dict[str, dict[str, dict[str, float]]]:
     """``{kind: {strategy: metrics}}`` for every strategy whose legs apply to the kind.
 
     Besides the IR metrics, ``looks@10``: the mean number of distinct looks (image vectors
-    below ``LOOKS_THRESHOLD`` cosine of each other) among the first ten hits."""
+    below ``LOOKS_THRESHOLD`` cosine of each other) among the first ten hits. ``per_query_out``,
+    if given, receives each query's NDCG@10 as ``{kind: {strategy: {query id: score}}}``."""
     by_kind: dict[str, list[dict[str, Any]]] = {}
     for q in queries:
         by_kind.setdefault(query_kind(q), []).append(q)
@@ -133,6 +135,8 @@ def run_strategies(
                     continue  # e.g. image kNN for text-only queries
                 raise
             table.setdefault(kind, {})[strategy.name] = {**evaluate(qrels, run), "looks@10": float(np.mean(looks))}
+            if per_query_out is not None:
+                per_query_out.setdefault(kind, {})[strategy.name] = per_query(qrels, run, "NDCG@10")
     return table
 
 

@@ -7,7 +7,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from evaluation.harness import markdown_table
+from evaluation.reword import SUFFIX
 
 COLUMNS = ["NDCG@10", "P@10", "P@10 fine", "P@20", "P@20 fine", "P@50", "P@50 fine", "P@100", "P@100 fine", "R@100 fine", "MRR fine", "looks@10"]
 SINGLE_LEGS = ("BM25", "text kNN", "cross-modal kNN", "image kNN", "product vector")
@@ -57,9 +60,17 @@ def aim_line(variant: str, rows: dict[str, dict[str, float]]) -> str:
             f"{singles[best_single]:.3f}: **{ratio:.2f}×**{verdict}")
 
 
-def reworded_section(dev: dict[str, dict[str, dict[str, float]]], reworded: dict[str, dict[str, dict[str, float]]]) -> list[str]:
+def reworded_section(
+    dev: dict[str, dict[str, dict[str, float]]],
+    reworded: dict[str, dict[str, dict[str, float]]],
+    dev_scores: dict[str, dict[str, dict[str, float]]] | None = None,
+    reworded_scores: dict[str, dict[str, dict[str, float]]] | None = None,
+    reworded_as: dict[str, str | None] | None = None,
+) -> list[str]:
     """Per query kind: each strategy's NDCG@10 and P@10 fine on the dev wording and reworded, and
-    which strategies beat ``tuned`` once the wording changes (the profile was chosen on the dev wording)."""
+    which strategies beat ``tuned`` once the wording changes (the profile was chosen on the dev wording).
+    Given per-query NDCG@10 of both runs (``{kind: {strategy: {query id: score}}}``) and what each
+    reworded query had reworded, also the mean change by what was reworded."""
     out: list[str] = []
     for kind, rows in reworded.items():
         before = dev.get(kind, {})
@@ -77,7 +88,30 @@ def reworded_section(dev: dict[str, dict[str, dict[str, float]]], reworded: dict
                            key=lambda n: -rows[n]["NDCG@10"])
             out += ["Ahead of tuned when reworded: " + (", ".join(f"{n} {rows[n]['NDCG@10']:.3f}" for n in ahead)
                                                          + f" (tuned {rows['tuned']['NDCG@10']:.3f})." if ahead else "none."), ""]
+        if dev_scores and reworded_scores and reworded_as and kind in dev_scores and kind in reworded_scores:
+            out += by_what_was_reworded(dev_scores[kind], reworded_scores[kind], reworded_as)
     return out
+
+
+def by_what_was_reworded(
+    dev_scores: dict[str, dict[str, float]], reworded_scores: dict[str, dict[str, float]], reworded_as: dict[str, str | None]
+) -> list[str]:
+    """Mean NDCG@10 change per strategy, grouped by what the rewording changed (article type, gender,
+    colour, phrasing): which wording each strategy leans on."""
+    strategies = [s for s in reworded_scores if s in dev_scores]
+    groups: dict[str, list[str]] = {}
+    for qid in reworded_scores[strategies[0]] if strategies else []:
+        original = qid.removesuffix(SUFFIX)
+        if all(original in dev_scores[s] and qid in reworded_scores[s] for s in strategies):
+            groups.setdefault(reworded_as.get(qid) or "nothing", []).append(qid)
+    if not groups:
+        return []
+    lines = ["| reworded | queries | " + " | ".join(strategies) + " |", "| --- | ---: |" + " ---: |" * len(strategies)]
+    for what in sorted(groups, key=lambda w: (-len(groups[w]), w)):
+        ids = groups[what]
+        cells = [f"{np.mean([reworded_scores[s][q] - dev_scores[s][q.removesuffix(SUFFIX)] for q in ids]):+.3f}" for s in strategies]
+        lines.append(f"| {what} | {len(ids)} | " + " | ".join(cells) + " |")
+    return ["Mean NDCG@10 change by what was reworded:", "", *lines, ""]
 
 
 def _tuning_section(profile: dict[str, Any]) -> list[str]:
@@ -155,7 +189,8 @@ def render(results: dict[str, dict[str, Any]], profiles: dict[str, dict[str, Any
                     "`evaluation/reword.py`: one article-type, gender or colour phrase in other words that keep its "
                     "judgment, such as `tee` for `t-shirt`, `ladies` for `women`, `gray` for `grey`). The held-out "
                     "queries are worded differently from the dev ones; this is one guess at how, never used for tuning.", "",
-                    *reworded_section(r["kinds"], reworded[variant]["kinds"])]
+                    *reworded_section(r["kinds"], reworded[variant]["kinds"], r.get("per_query", {}).get("NDCG@10"),
+                                      reworded[variant].get("per_query", {}).get("NDCG@10"), reworded[variant].get("reworded_as"))]
     return "\n".join(out).rstrip() + "\n"
 
 

@@ -79,7 +79,7 @@ COLOURS: dict[str, tuple[str, ...]] = {
 PHRASING: dict[str, tuple[str, ...]] = {
     "in": ("same in", "but in", "this in"),
 }
-TABLES = (ARTICLE_TYPES, GENDERS, COLOURS, PHRASING)
+TABLES = {"article type": ARTICLE_TYPES, "gender": GENDERS, "colour": COLOURS, "phrasing": PHRASING}
 SUFFIX = "~reworded"
 
 
@@ -87,28 +87,36 @@ def _pattern(phrase: str) -> re.Pattern[str]:
     return re.compile(rf"(?<![\w-]){re.escape(phrase)}(?![\w-])")
 
 
-def reword(query_id: str, text: str) -> str:
+def rewrite(query_id: str, text: str) -> tuple[str, str | None]:
     """``text`` with one phrase (article type, gender, colour or the connective ``in``) in other words
-    that keep its judgment; unchanged (lower-cased) when it has none of the phrases the tables know."""
+    that keep its judgment, and which of those it was (a key of ``TABLES``); unchanged (lower-cased),
+    with ``None``, when it has none of the phrases the tables know."""
     lowered = text.lower()
-    found: list[tuple[str, tuple[str, ...]]] = []
-    for table in TABLES:
+    found: list[tuple[str, str, tuple[str, ...]]] = []
+    for kind, table in TABLES.items():
         for phrase in sorted(table, key=len, reverse=True):
             if _pattern(phrase).search(lowered):
-                found.append((phrase, table[phrase]))
+                found.append((kind, phrase, table[phrase]))
                 break
     if not found:
-        return lowered
+        return lowered, None
     digest = int.from_bytes(hashlib.sha256(query_id.encode()).digest()[:8], "big")
-    phrase, alternatives = found[digest % len(found)]
-    return _pattern(phrase).sub(alternatives[(digest // len(found)) % len(alternatives)], lowered, count=1)
+    kind, phrase, alternatives = found[digest % len(found)]
+    return _pattern(phrase).sub(alternatives[(digest // len(found)) % len(alternatives)], lowered, count=1), kind
+
+
+def reword(query_id: str, text: str) -> str:
+    """``rewrite``'s text."""
+    return rewrite(query_id, text)[0]
 
 
 def reword_queries(queries: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """The queries with text, each reworded once (id + ``~reworded``; image and judgments kept);
-    image-only queries are left out, there is no wording to change."""
+    """The queries with text, each reworded once (id + ``~reworded``; image and judgments kept;
+    ``reworded``: what was, a key of ``TABLES`` or ``None``); image-only queries are left out, there
+    is no wording to change."""
     out = []
     for q in queries:
         if q.get("text"):
-            out.append({**q, "id": f"{q['id']}{SUFFIX}", "text": reword(str(q["id"]), str(q["text"]))})
+            text, kind = rewrite(str(q["id"]), str(q["text"]))
+            out.append({**q, "id": f"{q['id']}{SUFFIX}", "text": text, "reworded": kind})
     return out

@@ -607,8 +607,9 @@ def eval_command(ctx, queries, catalogue, variant, store_kind, out_dir, fusion_p
         with _progress() as progress:
             store, searcher, image_space = _evaluation_searcher(ctx, catalogue_path, variant, out_path, store_kind, progress)
             task = progress.add_task("queries x strategies", total=None)
+            scores: dict[str, dict[str, dict[str, float]]] = {}
             table = run_strategies(searcher, query_list, catalogue_path.parent, with_tuned(STRATEGIES, profile),
-                                   progress=lambda n: progress.advance(task, n))
+                                   progress=lambda n: progress.advance(task, n), per_query_out=scores)
     except SearchError as exc:
         _fail(str(exc))
     layout = settings.layout()
@@ -616,7 +617,10 @@ def eval_command(ctx, queries, catalogue, variant, store_kind, out_dir, fusion_p
                                "kinds": table,
                                "counts": dict(Counter(query_kind(q) for q in query_list)),
                                "models": {v.name: v.model_id for v in layout.vector_fields},
-                               "fusion_profile": profile.to_dict() if profile else None}
+                               "fusion_profile": profile.to_dict() if profile else None,
+                               "per_query": {"NDCG@10": scores}}
+    if reworded:
+        results["reworded_as"] = {q["id"]: q["reworded"] for q in query_list}
     if image_space is not None and not reworded:
         results["own_photo_recall@10"] = own_photo_recall(store, image_space, catalogue_path)
     (out_path / f"results-{name}.json").write_text(json.dumps(results, indent=2))

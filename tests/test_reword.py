@@ -14,7 +14,7 @@ from evaluation.reword import SUFFIX, TABLES, reword, reword_queries
 
 
 def _alternatives(phrase: str) -> tuple[str, ...]:
-    return next(table[phrase] for table in TABLES if phrase in table)
+    return next(table[phrase] for table in TABLES.values() if phrase in table)
 
 
 def test_one_phrase_is_reworded_into_one_of_its_alternatives_and_the_rest_is_kept():
@@ -23,7 +23,7 @@ def test_one_phrase_is_reworded_into_one_of_its_alternatives_and_the_rest_is_kep
         assert again == reword(qid, text)  # deterministic
         assert again != text.lower()
         words, new_words = text.lower().split(), again.split()
-        changed = [p for table in TABLES for p in table if re.search(rf"(?<![\w-]){re.escape(p)}(?![\w-])", text.lower())]
+        changed = [p for table in TABLES.values() for p in table if re.search(rf"(?<![\w-]){re.escape(p)}(?![\w-])", text.lower())]
         assert any(again == text.lower().replace(p, alt, 1) for p in changed for alt in _alternatives(p)), (text, again)
         assert len(set(words) - set(new_words)) <= 2  # one phrase (at most two words) went away
 
@@ -83,7 +83,36 @@ def test_eval_reworded_runs_the_reworded_queries_and_the_report_shows_them(tmp_p
     again = json.loads((out / "results-full-reworded.json").read_text())
     assert again["counts"] == {"text": 1} and again["reworded"] is True and "own_photo_recall@10" not in again
     assert {"BM25", "text kNN", "product vector", "hybrid RRF"} <= set(again["kinds"]["text"])
+    assert again["reworded_as"] == {f"t1{SUFFIX}": reword_queries([{"id": "t1", "text": "women green kurta"}])[0]["reworded"]}
+    per_query = again["per_query"]["NDCG@10"]["text"]
+    assert set(per_query["BM25"]) == {f"t1{SUFFIX}"} and per_query["BM25"][f"t1{SUFFIX}"] == again["kinds"]["text"]["BM25"]["NDCG@10"]
     assert not (out / "results-full.json").exists()  # the dev results are not overwritten
     (out / "results-full.json").write_text(json.dumps({**again, "reworded": False, "counts": {"text": 1}}))
     report = write_report(out, tmp_path / "docs" / "evaluation.md").read_text()
     assert "### Reworded dev queries (full)" in report and "#### text queries, reworded" in report
+
+
+def test_report_breaks_the_change_down_by_what_was_reworded():
+    dev_scores = {"text": {"BM25": {"a": 0.8, "b": 0.6, "c": 0.9}, "tuned": {"a": 0.9, "b": 0.7, "c": 0.95}}}
+    again = {"text": {"BM25": {f"a{SUFFIX}": 0.2, f"b{SUFFIX}": 0.6, f"c{SUFFIX}": 0.5},
+                      "tuned": {f"a{SUFFIX}": 0.7, f"b{SUFFIX}": 0.7, f"c{SUFFIX}": 0.75}}}
+    kinds = {f"a{SUFFIX}": "colour", f"b{SUFFIX}": "gender", f"c{SUFFIX}": "colour"}
+    dev = {"text": {"BM25": _row(0.77), "tuned": _row(0.85)}}
+    rw = {"text": {"BM25": _row(0.43), "tuned": _row(0.72)}}
+    lines = reworded_section(dev, rw, dev_scores, again, kinds)
+    assert "| reworded | queries | BM25 | tuned |" in lines
+    assert "| colour | 2 | -0.500 | -0.200 |" in lines  # (0.2-0.8 + 0.5-0.9) / 2, (0.7-0.9 + 0.75-0.95) / 2
+    assert "| gender | 1 | +0.000 | +0.000 |" in lines
+    assert lines.index("| colour | 2 | -0.500 | -0.200 |") < lines.index("| gender | 1 | +0.000 | +0.000 |")  # largest group first
+    assert not any(line.startswith("| reworded") for line in reworded_section(dev, rw))  # without per-query scores: no breakdown
+
+
+def test_rewrite_says_what_it_reworded():
+    from evaluation.reword import rewrite
+
+    assert rewrite("q1", "navy blue socks")[1] in {"article type", "colour"}
+    assert rewrite("q", "Purple Orchid") == ("purple orchid", None)
+    kinds = {rewrite(f"q{i}", "women grey t-shirt")[1] for i in range(60)}
+    assert kinds == {"article type", "gender", "colour"}
+    assert all(q["reworded"] == rewrite(q["id"].removesuffix(SUFFIX), "men black watch")[1]
+               for q in reword_queries([{"id": "z", "text": "men black watch", "relevance": {}}]))
