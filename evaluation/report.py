@@ -188,7 +188,8 @@ def render(results: dict[str, dict[str, Any]], profiles: dict[str, dict[str, Any
                     "The same strategies on the dev text queries reworded once each (`eval --reworded`, "
                     "`evaluation/reword.py`: one article-type, gender or colour phrase in other words that keep its "
                     "judgment, such as `tee` for `t-shirt`, `ladies` for `women`, `gray` for `grey`). The held-out "
-                    "queries are worded differently from the dev ones; this is one guess at how, never used for tuning.", "",
+                    "queries are worded differently from the dev ones; this is one guess at how, never used for tuning. "
+                    "Below each table, the mean change per strategy by what was reworded shows which wording a strategy leans on.", "",
                     *reworded_section(r["kinds"], reworded[variant]["kinds"], r.get("per_query", {}).get("NDCG@10"),
                                       reworded[variant].get("per_query", {}).get("NDCG@10"), reworded[variant].get("reworded_as"))]
     return "\n".join(out).rstrip() + "\n"
