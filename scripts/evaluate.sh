@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Regenerate docs/evaluation.md: tune both variants on the dev queries, evaluate them as written and reworded (about an hour on 2 cores,
-# most of it tune trying feedback settings; `tune --no-feedback` takes a few minutes).
+# Regenerate docs/evaluation.md: tune both variants on the dev queries, evaluate them as written and reworded (13 min on one 2-core machine,
+# about an hour on a slower one of the same kind; most of it is tune trying feedback settings; `tune --no-feedback` takes a few minutes).
 # The test-split indexes are built once in $EVAL_DIR and reused while the models stay the same.
 set -euo pipefail
 cd "$(dirname "$0")/.."
