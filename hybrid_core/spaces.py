@@ -34,8 +34,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image
 
 MODEL_CONFIG_DIR = Path(__file__).parent / "model_configs"
+MODEL_WEIGHTS_DIR = Path(__file__).parent / "model_weights"
 
 KINDS = ("sentence-transformers", "open_clip")
+ENSEMBLE_KEYS = ("model", "model_config", "pretrained", "pretrained_image")
 QUERY_CACHE_SIZE = 1024
 
 
@@ -54,6 +56,11 @@ class SpaceSpec:
     ``text_tower_of`` names (by ``model_id``) a text space whose vectors this space's
     text tower reproduces exactly (the catalogue tower's text tower *is* the packaged
     MiniLM): indexer and searcher then encode each text once for both spaces.
+    ``ensemble`` adds image towers trained into the same joint space (each a dict with
+    ``model`` and optionally ``model_config``, ``pretrained``, ``pretrained_image``): a photo's
+    vector is then the normalized mean of every tower's. Towers trained apart make different
+    mistakes, so their mean ranks better than either; loading checks that each encodes text
+    exactly as this space does, since a mean across two spaces would mean nothing.
     """
 
     name: str
@@ -69,10 +76,20 @@ class SpaceSpec:
     label: str | None = None
     text_tower_of: str | None = None
     flip_average: bool = False
+    ensemble: tuple[dict[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ConfigError(f"space {self.name!r}: unknown kind {self.kind!r}; choose one of {list(KINDS)}")
+        if not isinstance(self.ensemble, (list, tuple)) or not all(isinstance(t, dict) and isinstance(t.get("model"), str) for t in self.ensemble):
+            raise ConfigError(f"space {self.name!r}: ensemble must be a list of towers, each an object with a \"model\" name")
+        for tower in self.ensemble:
+            unknown = sorted(set(tower) - set(ENSEMBLE_KEYS))
+            if unknown:
+                raise ConfigError(f"space {self.name!r}: ensemble tower {tower['model']!r} has unknown keys {unknown}; known: {list(ENSEMBLE_KEYS)}")
+        if self.ensemble and self.kind != "open_clip":
+            raise ConfigError(f"space {self.name!r}: only an open_clip space can have an ensemble of image towers")
+        object.__setattr__(self, "ensemble", tuple(dict(t) for t in self.ensemble))
         if not isinstance(self.dims, int) or self.dims < 1:
             raise ConfigError(f"space {self.name!r}: dims must be a positive integer, got {self.dims!r}")
         if self.batch_size < 1:
@@ -86,9 +103,35 @@ class SpaceSpec:
     def has_image(self) -> bool:
         return self.kind == "open_clip"
 
+    def weights_path(self) -> Path | None:
+        """The local weights file named by ``pretrained`` or ``pretrained_image``: as given, else a
+        file of that name shipped in ``hybrid_core/model_weights`` (``None`` for a hub tag or no weights)."""
+        given = self.pretrained or self.pretrained_image
+        if not given:
+            return None
+        path = Path(given)
+        if not path.exists() and (MODEL_WEIGHTS_DIR / path.name).is_file() and path.name == given:
+            return MODEL_WEIGHTS_DIR / path.name
+        return path
+
+    def tower_specs(self) -> list[SpaceSpec]:
+        """The ensemble's other towers as spaces of their own (same name, dims, device and flip)."""
+        return [
+            SpaceSpec(name=f"{self.name}[{i}]", kind="open_clip", dims=self.dims, device=self.device, batch_size=self.batch_size,
+                      flip_average=self.flip_average, **tower)
+            for i, tower in enumerate(self.ensemble, start=1)
+        ]
+
     @property
     def model_id(self) -> str:
         """A stable identity of the weights: recorded in documents, compared by stores."""
+        own = self._own_model_id()
+        if not self.ensemble:
+            return own
+        others = "+".join(spec._own_model_id().split("/", 1)[1] for spec in self.tower_specs())
+        return f"{own}+{others}"
+
+    def _own_model_id(self) -> str:
         base = self.label or Path(self.model).name or self.model
         if self.flip_average:
             base += "+flip"
@@ -97,7 +140,7 @@ class SpaceSpec:
         if self.pretrained is None and self.pretrained_image is None:
             seed = "" if self.init_seed is None else f"@seed{self.init_seed}"
             return f"open_clip/{base}/random-init{seed}"
-        weights = Path(self.pretrained or self.pretrained_image or "")
+        weights = self.weights_path() or Path()
         if weights.is_file():
             return f"open_clip/{base}/{weights.name}#{_file_digest(str(weights.resolve()), weights.stat().st_mtime_ns)}"
         return f"open_clip/{base}/{self.pretrained}"
@@ -222,8 +265,8 @@ class EmbeddingSpace:
                     torch.manual_seed(self.spec.init_seed)
                 model, _, preprocess = open_clip.create_model_and_transforms(
                     self.spec.model,
-                    pretrained=self.spec.pretrained,
-                    pretrained_image_path=self.spec.pretrained_image,
+                    pretrained=str(self.spec.weights_path()) if self.spec.pretrained else None,
+                    pretrained_image_path=str(self.spec.weights_path()) if self.spec.pretrained_image else None,
                     device=self.spec.device,
                 )
         except Exception as exc:
@@ -233,7 +276,7 @@ class EmbeddingSpace:
         if self.spec.pretrained_image:
             # OpenCLIP loads tower weights leniently (strict=False, errors only logged): check them strictly
             try:
-                state = torch.load(self.spec.pretrained_image, map_location="cpu", weights_only=True)
+                state = torch.load(self.spec.weights_path(), map_location="cpu", weights_only=True)
                 model.visual.load_state_dict(state, strict=True)
             except Exception as exc:
                 raise ConfigError(
@@ -253,6 +296,18 @@ class EmbeddingSpace:
         if dims != self.spec.dims:
             raise ConfigError(f"space {self.name!r}: model {self.spec.model!r} has {dims} dims, config says {self.spec.dims}")
         self._model = model
+        self._extra["towers"] = [self._ensemble_tower(spec) for spec in self.spec.tower_specs()]
+
+    def _ensemble_tower(self, spec: SpaceSpec) -> EmbeddingSpace:
+        """Another tower of the ensemble, loaded, and checked to share this space's text encoder."""
+        tower = EmbeddingSpace(spec).load()
+        probe = ["probe", "women red kurta", "men black leather wallet"]
+        if not np.allclose(tower.embed_texts(probe), self.embed_texts(probe), atol=1e-4):
+            raise ConfigError(
+                f"space {self.name!r}: ensemble tower {spec.model!r} encodes text differently from {self.spec.model!r}; "
+                "only towers trained into the same joint space can be averaged"
+            )
+        return tower
 
     def open_clip_model(self) -> tuple[Any, Any]:
         """The loaded OpenCLIP model and its eval transform (for training and tests)."""
@@ -314,7 +369,10 @@ class EmbeddingSpace:
                 if self.spec.flip_average:
                     vectors = torch.nn.functional.normalize(vectors + self._model.encode_image(batch.flip(3), normalize=True), dim=-1)
                 chunks.append(vectors.float().cpu().numpy())
-        return _as_float32_rows(np.concatenate(chunks), self.dims, self.name)
+        vectors = _as_float32_rows(np.concatenate(chunks), self.dims, self.name)
+        for tower in self._extra.get("towers", ()):
+            vectors += tower.embed_images(images)
+        return _as_float32_rows(vectors, self.dims, self.name)
 
     def embed_query(self, text: str) -> np.ndarray:
         """One query text to a 1-D unit vector; recent queries are remembered (repeated searches,

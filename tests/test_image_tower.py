@@ -48,6 +48,51 @@ def test_flip_average_encodes_a_photo_and_its_mirror_alike(sample_catalogue):
     assert flipped_spec.model_id != plain_spec.model_id and "+flip" in flipped_spec.model_id
 
 
+def test_an_ensemble_averages_towers_of_one_joint_space_and_refuses_others(tmp_path, image_space, sample_catalogue):
+    """Two towers sharing one text tower: a photo's vector is the normalized mean of both towers'
+    vectors, the identity names both weights; a tower with another text encoder is refused."""
+    from dataclasses import replace
+
+    from PIL import Image
+
+    model, _ = image_space.open_clip_model()
+    first, second = tmp_path / "first.pt", tmp_path / "second.pt"
+    torch.save(model.state_dict(), first)
+    state = {k: (v + 0.05 * torch.randn_like(v) if k.startswith("visual.") and v.is_floating_point() else v) for k, v in model.state_dict().items()}
+    torch.save(state, second)  # same text tower, another image tower
+    base = SpaceSpec(name="image", kind="open_clip", model="tiny-clip-test", model_config="tiny-clip-test", dims=64, pretrained=str(first))
+    other = replace(base, pretrained=str(second))
+    both = replace(base, ensemble=[{"model": "tiny-clip-test", "model_config": "tiny-clip-test", "pretrained": str(second)}])
+    photos = [Image.open(sample_catalogue.parent / "images" / name) for name in ("S001.png", "S011.png")]
+    a, b = EmbeddingSpace(base).embed_images(photos), EmbeddingSpace(other).embed_images(photos)
+    assert not np.allclose(a, b, atol=1e-3)
+    mean = (a + b) / np.linalg.norm(a + b, axis=1, keepdims=True)
+    ensemble = EmbeddingSpace(both)
+    np.testing.assert_allclose(ensemble.embed_images(photos), mean, atol=1e-5)
+    np.testing.assert_allclose(ensemble.embed_texts(["red kurta"]), EmbeddingSpace(base).embed_texts(["red kurta"]), atol=1e-6)
+    assert both.model_id.startswith(base.model_id + "+tiny-clip-test/second.pt#") and SpaceSpec.from_dict(both.to_dict()) == both
+
+    stranger = replace(base, ensemble=[{"model": "tiny-clip-test", "model_config": "tiny-clip-test"}])  # random text tower
+    with pytest.raises(ConfigError, match="encodes text differently"):
+        EmbeddingSpace(replace(stranger, pretrained=str(first))).load()
+    with pytest.raises(ConfigError, match="unknown keys \\['weights'\\]"):
+        replace(base, ensemble=[{"model": "tiny-clip-test", "weights": "x.pt"}])
+    with pytest.raises(ConfigError, match="only an open_clip space"):
+        SpaceSpec(name="text", kind="sentence-transformers", model="m", dims=8, ensemble=[{"model": "tiny-clip-test"}])
+
+
+def test_the_packaged_ensemble_config_loads_both_shipped_towers():
+    from PIL import Image
+
+    from hybrid_core.config import Settings
+    from tests.queue_helpers import REPO
+
+    _, image = Settings.from_env({"HYBRID_SEARCH_CONFIG": str(REPO / "configs" / "tower-ensemble.json")}).embedding_spaces()
+    assert "catalogue-tower-visual.pt#" in image.model_id and "catalogue-tower-large-visual.pt#" in image.model_id
+    vector = image.embed_images([Image.new("RGB", (60, 80), (200, 30, 30))])
+    assert vector.shape == (1, 384) and abs(float(np.linalg.norm(vector)) - 1.0) < 1e-5
+
+
 def test_wrong_weights_or_names_are_clear_errors(tmp_path):
     bad = tmp_path / "bad.pt"
     torch.save({"nope": torch.zeros(1)}, bad)
