@@ -296,7 +296,11 @@ class EmbeddingSpace:
         if dims != self.spec.dims:
             raise ConfigError(f"space {self.name!r}: model {self.spec.model!r} has {dims} dims, config says {self.spec.dims}")
         self._model = model
-        self._extra["towers"] = [self._ensemble_tower(spec) for spec in self.spec.tower_specs()]
+        try:
+            self._extra["towers"] = [self._ensemble_tower(spec) for spec in self.spec.tower_specs()]
+        except Exception:
+            self._model = None  # never half an ensemble under the ensemble's model id
+            raise
 
     def _ensemble_tower(self, spec: SpaceSpec) -> EmbeddingSpace:
         """Another tower of the ensemble, loaded, and checked to share this space's text encoder."""
