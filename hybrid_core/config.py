@@ -63,6 +63,8 @@ class Settings:
     queue: str = "catalogue-updates"
     result_backend: str | None = None  # defaults to the broker
     visibility_timeout_s: int = 600
+    # keep each batch in Redis until written, so workers resend one a dying worker took along (indexer.ledger)
+    queue_ledger: bool = True
     batch_size: int = 128
     text_space: SpaceSpec = field(default_factory=default_text_spec)
     image_space: SpaceSpec | None = field(default_factory=default_image_spec)
@@ -152,6 +154,7 @@ class Settings:
             ("queue", str),
             ("result_backend", str),
             ("visibility_timeout_s", int),
+            ("queue_ledger", _flag),
             ("batch_size", int),
             ("es_url", str),
             ("es_alias", str),

@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from celery import Celery
+from celery import Celery, uuid
 from celery.result import AsyncResult
 from celery.states import READY_STATES
 
 from indexer.celery_app import TASK_NAME
+from indexer.ledger import Ledger
 from indexer.redelivery import LossRule, queue_length, send_again
 
 log = logging.getLogger(__name__)
@@ -162,18 +163,26 @@ def enqueue(
     versions make a repeated update a no-op.
 
     ``keep_payloads``: hold each batch until ``wait`` confirms it, so one the broker lost can be sent
-    again (``indexer.redelivery``); a producer that will not wait saves that memory with ``False``."""
+    again (``indexer.redelivery``); a producer that will not wait saves that memory with ``False``.
+    Either way, with the ledger on (the default), each batch is recorded in Redis before it is
+    published and the workers resend one the broker lost (``indexer.ledger``)."""
     submitted = Submitted(queue=app.conf.task_default_queue)
     errors = _broker_errors()
+    ledger = Ledger.for_app(app, submitted.queue)
     for batch in batched(items, batch_size):
         for item in batch:
             item.setdefault("version", _CLOCK.next())
+        task_id = uuid()
+        args = [batch, options or {}]
         try:
-            args = [batch, options or {}]
+            if ledger is not None:  # before publishing: a batch is never out of both
+                _record(ledger, task_id, args, retry_policy or PUBLISH_RETRY)
             result = app.send_task(
-                TASK_NAME, args=args, queue=submitted.queue, retry=True, retry_policy=retry_policy or PUBLISH_RETRY,
+                TASK_NAME, args=args, task_id=task_id, queue=submitted.queue, retry=True, retry_policy=retry_policy or PUBLISH_RETRY,
             )
         except (*errors, RuntimeError) as exc:
+            if ledger is not None:
+                _forget_quietly(ledger, task_id)  # reported as not queued: the caller sends it again
             if isinstance(exc, RuntimeError) and "result store" not in str(exc):
                 raise  # Celery says "Retry limit exceeded ... result store" when the result backend is down
             error = BrokerUnavailable(
@@ -189,6 +198,27 @@ def enqueue(
         if on_batch:
             on_batch(len(batch))
     return submitted
+
+
+def _record(ledger: Ledger, task_id: str, args: list[Any], policy: dict[str, float]) -> None:
+    """``ledger.record``, retried as kombu retries a publish, so a Redis restart is ridden out the same way."""
+    errors = _broker_errors()
+    attempts = int(policy.get("max_retries", 0)) + 1
+    for attempt in range(attempts):
+        try:
+            ledger.record(task_id, args)
+            return
+        except errors:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(min(policy.get("interval_start", 0.5) + attempt * policy.get("interval_step", 1.0), policy.get("interval_max", 3.0)))
+
+
+def _forget_quietly(ledger: Ledger, *task_ids: str) -> None:
+    try:
+        ledger.forget(*task_ids)
+    except _broker_errors() as exc:  # Redis is down: the sweep drops a finished batch's entry later
+        log.info("could not clear %d ledger entries: %s", len(task_ids), exc)
 
 
 def enqueue_upserts(products: Iterable[dict[str, Any]], *, app: Celery, batch_size: int = 128, **options: Any) -> Submitted:
@@ -220,6 +250,7 @@ def wait(
     outage_since: float | None = None
     app = submitted.results[0].app if submitted.results else None
     rule = loss_rule or (LossRule.for_app(app) if app is not None else None)
+    ledger = Ledger.for_app(app, submitted.queue) if app is not None else None
     seen: dict[int, tuple[str, float]] = {}  # batch -> (state, since when)
     queue_empty_since: float | None = None
     next_loss_check = time.monotonic() + LOSS_CHECK_S
@@ -240,6 +271,8 @@ def wait(
                 continue
             del pending[index]
             seen.pop(index, None)
+            if ledger is not None:
+                _forget_quietly(ledger, result.id)  # finished: before forget() below makes it read PENDING again
             if index < len(submitted.payloads):
                 submitted.payloads[index] = None  # confirmed: the producer no longer needs to hold it
             if state == "SUCCESS":
@@ -256,7 +289,7 @@ def wait(
         if pending and outage_since is None and app is not None and rule is not None and time.monotonic() >= next_loss_check:
             next_loss_check = time.monotonic() + LOSS_CHECK_S
             try:
-                queue_empty_since = _resend_lost(app, submitted, pending, seen, rule, queue_empty_since, totals)
+                queue_empty_since = _resend_lost(app, submitted, pending, seen, rule, queue_empty_since, totals, ledger)
             except errors as exc:  # the broker is restarting: the next check will do
                 log.info("could not check the queue for lost batches: %s", exc)
         if pending:
@@ -274,8 +307,10 @@ def _resend_lost(
     rule: LossRule,
     queue_empty_since: float | None,
     totals: dict[str, int],
+    ledger: Ledger | None = None,
 ) -> float | None:
-    """Send again every pending batch ``rule`` calls lost; returns since when the queue has been empty."""
+    """Send again every pending batch ``rule`` calls lost; returns since when the queue has been empty.
+    With a ledger, the resend is claimed there first, so a worker's sweep does not send it too."""
     now = time.monotonic()
     if queue_length(app, submitted.queue or app.conf.task_default_queue) > 0:
         return None
@@ -284,6 +319,9 @@ def _resend_lost(
         state, since = seen.get(index, ("", now))
         payload = submitted.payloads[index] if index < len(submitted.payloads) else None
         if payload is None or not rule.lost(state, now - since, now - queue_empty_since):
+            continue
+        if ledger is not None and ledger.claim_resend(result.id, rule.pending_after_s) is None:
+            seen[index] = (state, now)  # a worker's sweep is sending it
             continue
         log.warning(
             "batch %s (%d items, first %s) waited %.0f s as %s with the queue empty: the broker lost it; sending it again",

@@ -12,6 +12,8 @@ batch twice is safe: versions make a repeated update a no-op.
 
 The rule stays quiet while the queue holds messages (a batch behind others is merely
 waiting), so a queue shared with other producers defers the check until it drains.
+A producer that does not wait holds nothing; the workers apply the same rule to the batches
+kept in Redis for them (``indexer.ledger``).
 """
 
 from __future__ import annotations

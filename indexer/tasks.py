@@ -17,6 +17,7 @@ from hybrid_core.config import Settings
 from hybrid_core.errors import TransientStoreError
 from hybrid_core.images import ImageLimits
 from indexer.celery_app import RETRY_COUNTDOWN_MAX_S, TASK_NAME, app
+from indexer.ledger import Ledger
 from indexer.pipeline import IndexingRuntime, process_batch
 
 log = logging.getLogger(__name__)
@@ -71,4 +72,21 @@ def index_batch(self, items: list[dict[str, Any]], options: dict[str, Any] | Non
     )
     for error in report.errors:
         log.warning("bad item %s: %s", error.item, error.reason)
+    _written(self.request.id)
     return report.to_dict()
+
+
+@lru_cache(maxsize=1)
+def ledger() -> Ledger | None:
+    return Ledger.for_app(app)
+
+
+def _written(task_id: str | None) -> None:
+    """Off the ledger: the batch is in the store. A failure here costs at most one resend later."""
+    book = ledger()
+    if book is None or task_id is None:
+        return
+    try:
+        book.forget(task_id)
+    except Exception as exc:  # Redis hiccup: the sweep sees the task finished and drops the entry
+        log.info("could not clear ledger entry %s: %s", task_id, exc)
