@@ -18,6 +18,24 @@ from tests.test_queue import open_store, redis  # noqa: F401 (redis is a fixture
 pytestmark = [pytest.mark.integration]
 
 
+@pytest.fixture
+def make_env(redis, tmp_path):  # noqa: F811
+    """WorkerEnvs on a queue of their own; their ledger keys are removed afterwards (the machine's
+    Redis outlives the test, and ledger keys have no expiry)."""
+    made: list[WorkerEnv] = []
+
+    def make(**kwargs) -> WorkerEnv:
+        made.append(WorkerEnv(redis.url, tmp_path / "store.sqlite", **kwargs))
+        return made[-1]
+
+    yield make
+    client = _client(redis.url)
+    for wenv in made:
+        keys = list(client.scan_iter(f"es-hybrid-search:ledger:{wenv.queue}:*"))
+        if keys:
+            client.delete(*keys)
+
+
 def _client(url: str):
     import redis as redis_client
 
@@ -28,8 +46,8 @@ def _queued_ids(url: str, queue: str) -> list[str]:
     return [json.loads(raw)["headers"]["id"] for raw in _client(url).lrange(queue, 0, -1)]
 
 
-def test_a_producer_records_each_batch_before_sending_it_and_wait_clears_them(redis, tmp_path):  # noqa: F811
-    wenv = WorkerEnv(redis.url, tmp_path / "store.sqlite", visibility_timeout_s=10, batch_size=10)
+def test_a_producer_records_each_batch_before_sending_it_and_wait_clears_them(redis, make_env):  # noqa: F811
+    wenv = make_env(visibility_timeout_s=10, batch_size=10)
     app = wenv.app()
     submitted = enqueue(_updates(25)[0][:25], app=app, batch_size=10, keep_payloads=False)
     ledger = Ledger.for_app(app)
@@ -43,13 +61,13 @@ def test_a_producer_records_each_batch_before_sending_it_and_wait_clears_them(re
     assert ledger.size() == 0, "wait forgets what it saw finished"
 
 
-def test_the_ledger_is_off_when_the_setting_says_so(redis, tmp_path):  # noqa: F811
-    wenv = WorkerEnv(redis.url, tmp_path / "store.sqlite", extra={"HYBRID_SEARCH_QUEUE_LEDGER": "false"})
+def test_the_ledger_is_off_when_the_setting_says_so(redis, make_env):  # noqa: F811
+    wenv = make_env(extra={"HYBRID_SEARCH_QUEUE_LEDGER": "false"})
     assert Ledger.for_app(wenv.app()) is None
 
 
-def test_the_sweep_resends_only_a_batch_left_waiting_by_an_empty_queue_once_per_claim(redis, tmp_path):  # noqa: F811
-    wenv = WorkerEnv(redis.url, tmp_path / "store.sqlite", visibility_timeout_s=10)
+def test_the_sweep_resends_only_a_batch_left_waiting_by_an_empty_queue_once_per_claim(redis, make_env):  # noqa: F811
+    wenv = make_env(visibility_timeout_s=10)
     app = wenv.app()
     ledger = Ledger.for_app(app)
     assert ledger is not None
@@ -73,8 +91,8 @@ def test_the_sweep_resends_only_a_batch_left_waiting_by_an_empty_queue_once_per_
     assert ledger.payload("lost-1") is not None
 
 
-def test_a_batch_lost_more_often_than_the_limit_is_given_up_loudly(redis, tmp_path, caplog):  # noqa: F811
-    wenv = WorkerEnv(redis.url, tmp_path / "store.sqlite")
+def test_a_batch_lost_more_often_than_the_limit_is_given_up_loudly(redis, make_env, caplog):  # noqa: F811
+    wenv = make_env()
     app = wenv.app()
     ledger = Ledger.for_app(app)
     assert ledger is not None
@@ -91,10 +109,10 @@ def test_a_batch_lost_more_often_than_the_limit_is_given_up_loudly(redis, tmp_pa
 
 
 @pytest.mark.slow
-def test_a_worker_resends_a_lost_batch_whose_producer_did_not_wait(redis, tmp_path):  # noqa: F811
+def test_a_worker_resends_a_lost_batch_whose_producer_did_not_wait(redis, make_env, tmp_path):  # noqa: F811
     """The BRPOP moment again (see test_faults), but the producer has gone: it kept no payloads and
     never calls ``wait``. The worker's sweep finds the batch in the ledger and sends it again."""
-    wenv = WorkerEnv(redis.url, tmp_path / "store.sqlite", visibility_timeout_s=10, batch_size=10)
+    wenv = make_env(visibility_timeout_s=10, batch_size=10)
     updates, newest = _updates(60, seed=7)
     submitted = enqueue(updates, app=wenv.app(), batch_size=10, keep_payloads=False)
     taken = _client(redis.url).rpop(wenv.queue)  # the oldest batch, as BRPOP takes it
