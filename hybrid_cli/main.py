@@ -384,8 +384,32 @@ def status(ctx) -> None:
     out.print(f"store: {settings.store} at {settings.store_path}")
     out.print(f"products: {count}")
     out.print(f"broker: {settings.broker_url}")
+    out.print(_queue_status(settings))
     for vf in layout.vector_fields:
         out.print(f"  {vf.name}: {vf.dims}-d {vf.similarity}, space {vf.space} ({vf.model_id}), from {vf.source}")
+
+
+def _queue_status(settings: Settings) -> str:
+    """Batches waiting on the queue and, with the ledger, batches not yet written and the oldest's age:
+    a number that only grows, or an old entry, says workers are missing or stuck."""
+    import time
+
+    from indexer.celery_app import make_app
+    from indexer.ledger import Ledger
+    from indexer.producer import _broker_errors
+    from indexer.redelivery import queue_length
+
+    app = make_app(settings)
+    try:
+        line = f"queue {settings.queue}: {queue_length(app, settings.queue)} batches waiting"
+        ledger = Ledger.for_app(app)
+        if ledger is None:
+            return line + "; ledger off"
+        oldest = ledger.oldest()
+        age = "" if oldest is None else f", the oldest sent {max(0.0, time.time() - oldest):.0f} s ago"
+        return line + f"; {ledger.size()} batches not yet written (ledger){age}"
+    except _broker_errors() as exc:
+        return f"queue {settings.queue}: broker unreachable ({str(exc).strip()})"
 
 
 @cli.command()

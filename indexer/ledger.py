@@ -87,6 +87,11 @@ class Ledger:
     def size(self) -> int:
         return int(self.client.zcard(self._key("sent")))
 
+    def oldest(self) -> float | None:
+        """When the oldest entry was (last) sent, epoch seconds; ``None`` when the ledger is empty."""
+        rows = self.client.zrange(self._key("sent"), 0, 0, withscores=True)
+        return float(rows[0][1]) if rows else None
+
     def overdue(self, older_than_s: float, *, now: float | None = None, limit: int = OVERDUE_PER_SWEEP) -> list[tuple[str, float]]:
         """``(task id, when sent)`` of entries sent (or last resent) more than ``older_than_s`` ago, oldest first."""
         cutoff = (time.time() if now is None else now) - older_than_s

@@ -131,3 +131,19 @@ def test_a_worker_resends_a_lost_batch_whose_producer_did_not_wait(redis, make_e
     _check_newest(wenv, newest)
     assert "sending it again from the ledger" in log.read_text()
     assert all(r.state == "SUCCESS" for r in submitted.results), "the lost batch finished under its own task id"
+
+
+def test_status_shows_the_queue_and_the_ledger_and_survives_a_broker_that_is_down(redis, make_env, tmp_path):  # noqa: F811
+    from tests.queue_helpers import _free_port
+    from tests.test_queue import run_cli
+
+    wenv = make_env(batch_size=10)
+    enqueue(_updates(25)[0][:25], app=wenv.app(), batch_size=10, keep_payloads=False)  # no worker: they wait
+    shown = run_cli(wenv, "status")
+    assert shown.returncode == 0, shown.stderr
+    assert f"queue {wenv.queue}: 3 batches waiting; 3 batches not yet written (ledger), the oldest sent" in " ".join(shown.stdout.split())
+
+    down = WorkerEnv(f"redis://127.0.0.1:{_free_port()}/0", tmp_path / "other.sqlite")
+    shown = run_cli(down, "status")
+    assert shown.returncode == 0, shown.stderr
+    assert f"queue {down.queue}: broker unreachable" in " ".join(shown.stdout.split())
