@@ -27,6 +27,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from celery import Celery
@@ -44,6 +45,15 @@ MAX_RESENDS = 3  # a batch lost this many times more is reported and left alone
 OVERDUE_PER_SWEEP = 100
 
 
+@lru_cache(maxsize=8)
+def _client(url: str) -> Any:
+    """One client (and connection pool) per broker: a service may enqueue one update at a time, and a
+    connection per call would cost a TCP handshake each (redis-py's pool starts afresh after a fork)."""
+    import redis
+
+    return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
+
+
 @dataclass
 class Ledger:
     """Batches of one queue not yet written: a hash of payloads and a sorted set of when each was
@@ -59,10 +69,7 @@ class Ledger:
         url = str(app.conf.broker_url or "")
         if not app.conf.get(LEDGER_CONF_KEY, False) or not url.startswith(("redis://", "rediss://", "unix://")):
             return None
-        import redis
-
-        client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
-        return cls(client, queue or app.conf.task_default_queue)
+        return cls(_client(url), queue or app.conf.task_default_queue)
 
     def _key(self, part: str) -> str:
         return f"{PREFIX}:{self.queue}:{part}"
