@@ -396,8 +396,7 @@ def _queue_status(settings: Settings) -> str:
 
     from indexer.celery_app import make_app
     from indexer.ledger import Ledger
-    from indexer.producer import _broker_errors
-    from indexer.redelivery import queue_length
+    from indexer.redelivery import broker_errors, queue_length
 
     app = make_app(settings)
     try:
@@ -408,7 +407,7 @@ def _queue_status(settings: Settings) -> str:
         oldest = ledger.oldest()
         age = "" if oldest is None else f", the oldest sent {max(0.0, time.time() - oldest):.0f} s ago"
         return line + f"; {ledger.size()} batches not yet written (ledger){age}"
-    except _broker_errors() as exc:
+    except broker_errors() as exc:
         return f"queue {settings.queue}: broker unreachable ({str(exc).strip()})"
 
 

@@ -22,7 +22,7 @@ from celery.states import READY_STATES
 
 from indexer.celery_app import TASK_NAME
 from indexer.ledger import Ledger
-from indexer.redelivery import LossRule, queue_length, send_again
+from indexer.redelivery import LossRule, broker_errors, queue_length, send_again
 
 log = logging.getLogger(__name__)
 
@@ -130,14 +130,6 @@ class BrokerUnavailable(ConnectionError):
     """The broker could not be reached after retrying; says how much was queued before."""
 
 
-def _broker_errors() -> tuple[type[BaseException], ...]:
-    from kombu.exceptions import OperationalError
-    from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.exceptions import TimeoutError as RedisTimeoutError
-
-    return (OperationalError, RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
-
-
 def _where(app: Celery) -> str:
     """The broker address without credentials."""
     from kombu.utils.url import maybe_sanitize_url
@@ -167,7 +159,7 @@ def enqueue(
     Either way, with the ledger on (the default), each batch is recorded in Redis before it is
     published and the workers resend one the broker lost (``indexer.ledger``)."""
     submitted = Submitted(queue=app.conf.task_default_queue)
-    errors = _broker_errors()
+    errors = broker_errors()
     ledger = Ledger.for_app(app, submitted.queue)
     for batch in batched(items, batch_size):
         for item in batch:
@@ -202,7 +194,7 @@ def enqueue(
 
 def _record(ledger: Ledger, task_id: str, args: list[Any], policy: dict[str, float]) -> None:
     """``ledger.record``, retried as kombu retries a publish, so a Redis restart is ridden out the same way."""
-    errors = _broker_errors()
+    errors = broker_errors()
     attempts = int(policy.get("max_retries", 0)) + 1
     for attempt in range(attempts):
         try:
@@ -217,7 +209,7 @@ def _record(ledger: Ledger, task_id: str, args: list[Any], policy: dict[str, flo
 def _forget_quietly(ledger: Ledger, *task_ids: str) -> None:
     try:
         ledger.forget(*task_ids)
-    except _broker_errors() as exc:  # Redis is down: the sweep drops a finished batch's entry later
+    except broker_errors() as exc:  # Redis is down: the sweep drops a finished batch's entry later
         log.info("could not clear %d ledger entries: %s", len(task_ids), exc)
 
 
@@ -246,7 +238,7 @@ def wait(
     totals = {"written": 0, "deleted": 0, "stale": 0, "reused_vectors": 0, "errors": 0, "failed_batches": 0, "resent_batches": 0}
     pending = dict(enumerate(submitted.results))
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
-    errors = _broker_errors()
+    errors = broker_errors()
     outage_since: float | None = None
     app = submitted.results[0].app if submitted.results else None
     rule = loss_rule or (LossRule.for_app(app) if app is not None else None)

@@ -55,6 +55,15 @@ class LossRule:
         return unchanged_s > limit and queue_empty_s > limit
 
 
+def broker_errors() -> tuple[type[BaseException], ...]:
+    """What a broker (or result backend) that is down or restarting raises, from kombu and redis-py alike."""
+    from kombu.exceptions import OperationalError
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    return (OperationalError, RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+
+
 def queue_length(app: Celery, queue: str) -> int:
     """Messages ready in ``queue`` (not counting those workers hold unacknowledged)."""
     from kombu.exceptions import ChannelError

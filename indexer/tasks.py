@@ -76,14 +76,9 @@ def index_batch(self, items: list[dict[str, Any]], options: dict[str, Any] | Non
     return report.to_dict()
 
 
-@lru_cache(maxsize=1)
-def ledger() -> Ledger | None:
-    return Ledger.for_app(app)
-
-
 def _written(task_id: str | None) -> None:
     """Off the ledger: the batch is in the store. A failure here costs at most one resend later."""
-    book = ledger()
+    book = Ledger.for_app(app)  # cheap: the Redis client is shared per broker
     if book is None or task_id is None:
         return
     try:

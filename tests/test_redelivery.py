@@ -32,10 +32,10 @@ def test_looking_at_a_queue_on_a_broker_that_is_down_raises_a_broker_error(tmp_p
     """``wait`` treats it as an outage (and keeps its own limit on those) instead of hanging in reconnects."""
     import pytest
 
-    from indexer.producer import _broker_errors
+    from indexer.redelivery import broker_errors
     from indexer.redelivery import queue_length
     from tests.queue_helpers import _free_port
 
     app = make_app(WorkerEnv(f"redis://127.0.0.1:{_free_port()}/0", tmp_path / "s.sqlite").settings())
-    with pytest.raises(_broker_errors()):
+    with pytest.raises(broker_errors()):
         queue_length(app, "nowhere")
