@@ -21,6 +21,8 @@ from hybrid_core.dicts import known_keys
 from hybrid_core.errors import ConfigError
 from hybrid_core.layout import FieldLayout, build_layout
 from hybrid_core.spaces import EmbeddingSpace, SpaceSpec, default_image_spec, default_text_spec
+from hybrid_core.synonyms import PACKAGED
+from hybrid_core.synonyms import load as load_synonyms
 
 ENV_PREFIX = "HYBRID_SEARCH_"
 STORES = ("embedded", "elasticsearch")
@@ -77,6 +79,9 @@ class Settings:
     es_alias: str = "products"
     es_refresh: str = "false"  # "false" | "true" | "wait_for": the bulk refresh policy
     fusion_profile: str | None = None  # a JSON file from ``hybrid-search tune``: fusion per query kind
+    # search-time synonyms for BM25: "packaged" (the fashion list shipped in hybrid_core/lexicons),
+    # "none", or a file of Solr-format rules (hybrid_core.synonyms)
+    synonyms: str = PACKAGED
 
     def __post_init__(self) -> None:
         if self.store not in STORES:
@@ -91,6 +96,7 @@ class Settings:
             raise ConfigError(f"image_allowed_networks must be CIDRs such as 10.20.0.0/16: {exc}") from None
         if self.exact_knn_max_rows < 0:
             raise ConfigError(f"exact_knn_max_rows must be >= 0, got {self.exact_knn_max_rows}")
+        load_synonyms(self.synonyms)  # a missing file or a bad rule fails here, naming the line
         if self.visibility_timeout_s < 10:
             raise ConfigError(f"visibility_timeout_s must be >= 10 seconds, got {self.visibility_timeout_s}")
 
@@ -99,7 +105,7 @@ class Settings:
         return self.result_backend or self.broker_url
 
     def layout(self) -> FieldLayout:
-        return build_layout(self.text_space, self.image_space)
+        return build_layout(self.text_space, self.image_space, load_synonyms(self.synonyms))
 
     def open_store(self):  # -> Store; the concrete type depends on ``store``
         if self.store == "elasticsearch":
@@ -160,6 +166,7 @@ class Settings:
             ("es_alias", str),
             ("es_refresh", str),
             ("fusion_profile", str),
+            ("synonyms", str),
             ("image_max_bytes", int),
             ("image_timeout_s", float),
             ("image_allow_private_networks", _flag),

@@ -87,6 +87,9 @@ class FieldLayout:
     attribute_fields: tuple[AttributeField, ...]
     vector_fields: tuple[VectorField, ...]
     spaces: dict[str, SpaceSpec] = field(hash=False, compare=False)
+    # search-time synonym rules (``hybrid_core.synonyms``): not in the signature, since changing them
+    # needs no reindexing (Elasticsearch applies them in the search analyzer only)
+    synonyms: tuple[str, ...] = field(default=(), compare=False)
 
     def vector(self, name: str) -> VectorField:
         for vf in self.vector_fields:
@@ -131,6 +134,8 @@ class FieldLayout:
         }
         for tf in self.text_fields:
             properties[tf.name] = {"type": "text", "analyzer": "english"}
+            if self.synonyms:
+                properties[tf.name]["search_analyzer"] = SEARCH_ANALYZER
         properties["title"]["fields"] = {"keyword": {"type": "keyword", "ignore_above": 256}}
         for af in self.attribute_fields:
             properties[af.name] = {"type": af.type}
@@ -144,14 +149,38 @@ class FieldLayout:
             }
         meta = self.signature()
         meta["text_boosts"] = {f.name: f.boost for f in self.text_fields}
-        return {
-            "settings": {"index": {"number_of_shards": 1, "number_of_replicas": 0}},
-            "mappings": {"dynamic": False, "_meta": meta, "properties": properties},
-        }
+        settings: dict[str, Any] = {"index": {"number_of_shards": 1, "number_of_replicas": 0}}
+        if self.synonyms:
+            settings["analysis"] = synonym_analysis(self.synonyms)
+        return {"settings": settings, "mappings": {"dynamic": False, "_meta": meta, "properties": properties}}
 
 
-def build_layout(text_space: SpaceSpec, image_space: SpaceSpec | None) -> FieldLayout:
-    """The layout for a text space and an optional image space."""
+SEARCH_ANALYZER = "english_synonyms"
+
+
+def synonym_analysis(rules: tuple[str, ...]) -> dict[str, Any]:
+    """Index analysis settings for a search analyzer that is the built-in ``english`` analyzer
+    rebuilt (as Elastic's language-analyzer reference spells it out) with a ``synonym_graph``
+    filter after lowercasing: the terms it makes are the ones ``english`` indexed, plus the
+    synonyms' (rules are written as plain words; the stemmer after them stems them all)."""
+    return {
+        "filter": {
+            "english_possessive_stemmer": {"type": "stemmer", "language": "possessive_english"},
+            "english_stop": {"type": "stop", "stopwords": "_english_"},
+            "english_stemmer": {"type": "stemmer", "language": "english"},
+            "catalogue_synonyms": {"type": "synonym_graph", "synonyms": list(rules)},
+        },
+        "analyzer": {
+            SEARCH_ANALYZER: {
+                "tokenizer": "standard",
+                "filter": ["english_possessive_stemmer", "lowercase", "catalogue_synonyms", "english_stop", "english_stemmer"],
+            }
+        },
+    }
+
+
+def build_layout(text_space: SpaceSpec, image_space: SpaceSpec | None, synonyms: tuple[str, ...] = ()) -> FieldLayout:
+    """The layout for a text space, an optional image space and search-time synonym rules."""
     vectors = [VectorField("text_vector", text_space.name, text_space.dims, text_space.model_id, "text")]
     spaces = {text_space.name: text_space}
     if image_space is not None:
@@ -165,4 +194,4 @@ def build_layout(text_space: SpaceSpec, image_space: SpaceSpec | None) -> FieldL
             vectors.append(
                 VectorField("product_vector", image_space.name, image_space.dims, image_space.model_id, "text+image")
             )
-    return FieldLayout(TEXT_FIELDS, ATTRIBUTE_FIELDS, tuple(vectors), spaces)
+    return FieldLayout(TEXT_FIELDS, ATTRIBUTE_FIELDS, tuple(vectors), spaces, tuple(synonyms))

@@ -13,12 +13,13 @@ from hybrid_core.layout import build_layout
 from hybrid_core.spaces import default_image_spec, default_text_spec, random_clip_spec
 from hybrid_core.stores.base import StoredDoc
 from hybrid_core.stores.embedded import EmbeddedStore
+from hybrid_core.synonyms import load as load_synonyms
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_mappings_file_is_the_layout_for_the_default_models():
-    expected = build_layout(default_text_spec(), default_image_spec()).to_es_mapping()
+    expected = build_layout(default_text_spec(), default_image_spec(), load_synonyms("packaged")).to_es_mapping()
     on_disk = json.loads((ROOT / "mappings" / "products.json").read_text())
     assert on_disk == expected, "regenerate with: hybrid-search mappings > mappings/products.json"
 

@@ -34,7 +34,8 @@ from hybrid_core.filters import Condition, to_sql
 from hybrid_core.layout import FieldLayout
 from hybrid_core.stores.ann import HnswField
 from hybrid_core.stores.base import ExistingDoc, ItemErrorRecord, RankedIds, StoredDoc, WriteOutcome
-from hybrid_core.stores.lexical import Fts5Analyzer, LexicalIndex
+from hybrid_core.stores.lexical import Fts5Analyzer, LexicalIndex, TermGroup
+from hybrid_core.synonyms import SynonymRules
 from hybrid_core.vectors import unit
 
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
@@ -130,6 +131,7 @@ class EmbeddedStore:
         self._analyzer_instance: Fts5Analyzer | None = None
         self._analyzer_lock = threading.Lock()
         self._lexical = LexicalIndex(len(layout.text_fields))
+        self._synonyms = SynonymRules(layout.synonyms)
         self._initialized = False
         for name in [*layout.attribute_names, *(v.name for v in layout.vector_fields), *(t.name for t in layout.text_fields)]:
             if not _IDENT.match(name):
@@ -473,7 +475,7 @@ class EmbeddedStore:
     def bm25(self, text: str, *, boosts: dict[str, float], filters: list[Condition], size: int) -> RankedIds:
         """BM25 over the text fields with per-field weights, any query word matching (like
         ``multi_match``'s default ``or``); filters applied before the cut; ties by id."""
-        terms = self._analyzer.query_terms(text, MAX_QUERY_TOKENS)
+        terms = self._query_terms(text)
         if not terms or size < 1:
             return []
         weights = [float(boosts.get(t.name, t.boost)) for t in self.layout.text_fields]
@@ -486,6 +488,26 @@ class EmbeddedStore:
             keep = np.isin(rowids[hits], self._allowed_rowids(filters))
             hits, scores = hits[keep], scores[keep]
         return _top(hits, scores, ids, size)
+
+    def _query_terms(self, text: str) -> list[str | TermGroup]:
+        """The BM25 terms of a query, in order, at most ``MAX_QUERY_TOKENS``: FTS5's tokens, and
+        where a synonym rule matches, one group of the alternatives' tokens (as Elasticsearch's
+        search analyzer expands the same rules; ``LexicalIndex.score`` says how a group scores)."""
+        if not self._synonyms:
+            return list(self._analyzer.query_terms(text, MAX_QUERY_TOKENS))
+        clauses = self._synonyms.expand(text)
+        phrases = list(dict.fromkeys(" ".join(alt) for clause in clauses for alt in clause.alternatives))
+        tokens = dict(zip(phrases, (tuple(sorted(t)) for t in self._analyzer.analyze([[p] for p in phrases]))))
+        terms: list[str | TermGroup] = []
+        for clause in clauses:
+            found = list(dict.fromkeys(tokens[" ".join(alt)] for alt in clause.alternatives if tokens[" ".join(alt)]))
+            # a row holding "wrist watch" holds "watch": the longer alternative would count it twice
+            alternatives = tuple(a for a in found if not any(set(b) < set(a) for b in found))
+            if not clause.is_synonym or len(alternatives) == 1:
+                terms.extend(t for alt in alternatives for t in alt)
+            elif alternatives:
+                terms.append(alternatives)
+        return list(dict.fromkeys(terms))[:MAX_QUERY_TOKENS]
 
     def sources(self, ids: list[str]) -> dict[str, dict[str, Any]]:
         if not ids:

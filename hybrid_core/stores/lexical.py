@@ -28,6 +28,8 @@ import numpy as np
 
 K1 = 1.2
 B = 0.75
+# synonyms scored as one term: alternatives, each one term or several that must all be in the row
+TermGroup = tuple[tuple[str, ...], ...]
 IDF_FLOOR = 1e-6
 
 
@@ -210,9 +212,17 @@ class LexicalIndex:
             return np.zeros(0, dtype=np.int64), np.zeros((0, self.columns))
         return np.concatenate(parts_pos), np.concatenate(parts_counts)
 
-    def score(self, terms: list[str], weights: list[float], size: int) -> tuple[np.ndarray, np.ndarray]:
+    def score(self, terms: list[str | TermGroup], weights: list[float], size: int) -> tuple[np.ndarray, np.ndarray]:
         """Positions matching any term and their FTS5 BM25 scores (unsorted; ``size`` is the array
-        length the caller's position arrays have)."""
+        length the caller's position arrays have).
+
+        A ``TermGroup`` (synonyms, ``hybrid_core.synonyms``) is scored as Lucene scores what
+        Elasticsearch's ``synonym_graph`` makes of it: its one-term alternatives as one term whose
+        postings are their union (a row's frequency the sum over those it holds, the document
+        frequency the number of rows holding any: a ``SynonymQuery``), and each alternative of
+        several terms as a phrase clause of its own, whose weight is the sum of its terms' IDFs and
+        whose frequency in a row holding all of them is that of its rarest (co-occurrence stands in
+        for adjacency: the postings keep no positions). The clauses add up."""
         n = self.n_rows
         if n == 0 or not terms:
             return np.zeros(0, dtype=np.int64), np.zeros(0)
@@ -221,11 +231,36 @@ class LexicalIndex:
         scores = np.zeros(size)
         matched = np.zeros(size, dtype=bool)
         for term in terms:
-            pos, counts = self.postings(term)
-            if pos.size == 0:
-                continue
-            idf = float(fts5_idf(n, pos.size))
-            scores[pos] += fts5_term_score(idf, counts @ w, self._doc_len[pos], avgdl)
-            matched[pos] = True
+            for pos, tf, idf in self._clauses(term, w, size):
+                if pos.size == 0:
+                    continue
+                scores[pos] += fts5_term_score(idf, tf, self._doc_len[pos], avgdl)
+                matched[pos] = True
         hits = np.flatnonzero(matched)
         return hits, scores[hits]
+
+    def _clauses(self, term: str | TermGroup, w: np.ndarray, size: int) -> list[tuple[np.ndarray, np.ndarray, float]]:
+        """(positions, weighted frequencies, IDF) of each clause a query term makes (see ``score``)."""
+        n = self.n_rows
+        if isinstance(term, str):
+            pos, counts = self.postings(term)
+            return [(pos, counts @ w, float(fts5_idf(n, pos.size)))]
+        clauses = []
+        single = [alternative[0] for alternative in term if len(alternative) == 1]
+        if single:
+            tf = np.zeros(size)
+            for one in single:
+                pos, counts = self.postings(one)
+                tf[pos] += counts @ w
+            pos = np.flatnonzero(tf > 0)
+            clauses.append((pos, tf[pos], float(fts5_idf(n, pos.size))))
+        for phrase in (alternative for alternative in term if len(alternative) > 1):
+            pos, counts = self.postings(phrase[0])
+            freq, idf = counts @ w, float(fts5_idf(n, pos.size))
+            for word in phrase[1:]:
+                other_pos, other_counts = self.postings(word)
+                idf += float(fts5_idf(n, other_pos.size))
+                pos, mine, theirs = np.intersect1d(pos, other_pos, assume_unique=True, return_indices=True)
+                freq = np.minimum(freq[mine], (other_counts @ w)[theirs])
+            clauses.append((pos, freq, idf))
+        return clauses
