@@ -84,3 +84,21 @@ def test_stored_vectors_read_back_for_reuse_mmr_and_feedback(indexed):
     assert set(existing) == set(ids)
     for doc in existing.values():
         assert doc.vectors.get("text_vector") is not None and doc.vectors["text_vector"].shape == (384,)
+
+
+def test_the_search_analyzer_expands_synonyms_and_indexes_as_english(indexed):
+    """The index's search analyzer is ``english`` plus the rules: the words it makes for a plain
+    title are ``english``'s (so queries meet the indexed terms), and a synonym adds the others."""
+    _, store = indexed
+    index = next(iter(store.client.indices.get_alias(name=store.alias)))
+
+    def terms(analyzer: str, text: str) -> set[str]:
+        return {t["token"] for t in store.client.indices.analyze(index=index, analyzer=analyzer, text=text)["tokens"]}
+
+    title = "Men's Grey Running Shoes for the Track"
+    assert terms("english_synonyms", "Kurtas with printed Sleeves") == terms("english", "Kurtas with printed Sleeves")
+    assert {"grei", "grai"} <= terms("english_synonyms", "gray") and "grei" in terms("english", title)
+    assert {"women", "ladi"} <= terms("english_synonyms", "ladies")
+    hits = store.client.search(index=index, query={"match": {"title": "ladies gray"}}, size=5)["hits"]["hits"]
+    words = ("women", "woman", "ladies", "lady", "female", "grey", "gray")
+    assert hits and all(any(w in h["_source"]["title"].lower() for w in words) for h in hits)

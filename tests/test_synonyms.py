@@ -146,3 +146,18 @@ def test_synonyms_are_not_part_of_the_layout_signature():
     with_rules, without = Settings().layout(), Settings(synonyms="none").layout()
     assert with_rules.signature() == without.signature()
     assert with_rules == without
+
+
+def test_a_row_holding_several_alternatives_counts_the_best_one():
+    """"Tee ... T-shirt" must not outrank "Brown T-shirt" for "brown t-shirt" by holding the
+    concept twice (Lucene's graph query would add the clauses)."""
+    rows = ["tee t shirt", "brown t shirt", "brown kurta", "blue jeans", "tee", "t shirt"]
+    index = _index(rows)
+    group = (("shirt", "t"), ("tee",))
+    both = index.score([group], [1.0], len(rows))
+    phrase_only = dict(zip(*index.score([(("shirt", "t"),)], [1.0], len(rows))))
+    tee_only = dict(zip(*index.score([(("tee",),)], [1.0], len(rows))))
+    scores = dict(zip(*both))
+    assert scores[0] == pytest.approx(max(phrase_only[0], tee_only[0]))
+    ranked = dict(zip(*index.score(["brown", group], [1.0], len(rows))))
+    assert ranked[1] > ranked[0]

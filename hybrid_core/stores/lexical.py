@@ -222,7 +222,10 @@ class LexicalIndex:
         frequency the number of rows holding any: a ``SynonymQuery``), and each alternative of
         several terms as a phrase clause of its own, whose weight is the sum of its terms' IDFs and
         whose frequency in a row holding all of them is that of its rarest (co-occurrence stands in
-        for adjacency: the postings keep no positions). The clauses add up."""
+        for adjacency: the postings keep no positions). One departure: a row holding several of
+        these clauses counts the best, where Lucene's graph query adds them up; adding ranks
+        "Tee ... T-shirt" titles above every "Brown T-shirt" for the query "brown t-shirt" (dev
+        queries: BM25 NDCG@10 0.789 with the sum, against 0.793 without synonyms)."""
         n = self.n_rows
         if n == 0 or not terms:
             return np.zeros(0, dtype=np.int64), np.zeros(0)
@@ -231,11 +234,18 @@ class LexicalIndex:
         scores = np.zeros(size)
         matched = np.zeros(size, dtype=bool)
         for term in terms:
-            for pos, tf, idf in self._clauses(term, w, size):
-                if pos.size == 0:
-                    continue
+            clauses = self._clauses(term, w, size)
+            if len(clauses) == 1:
+                pos, tf, idf = clauses[0]
                 scores[pos] += fts5_term_score(idf, tf, self._doc_len[pos], avgdl)
                 matched[pos] = True
+                continue
+            best = np.zeros(size)  # a row holding several alternatives counts its best one
+            for pos, tf, idf in clauses:
+                best[pos] = np.maximum(best[pos], fts5_term_score(idf, tf, self._doc_len[pos], avgdl))
+            held = np.flatnonzero(best > 0)
+            scores[held] += best[held]
+            matched[held] = True
         hits = np.flatnonzero(matched)
         return hits, scores[hits]
 
