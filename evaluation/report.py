@@ -167,7 +167,11 @@ def render(results: dict[str, dict[str, Any]], profiles: dict[str, dict[str, Any
         r = results[variant]
         out += [f"## Variant `{variant}` ({'title' if variant == 'full' else 'title_sparse'})", ""]
         models = ", ".join(f"{k}: `{v}`" for k, v in r.get("models", {}).items())
-        out += [f"Store: {r.get('store', 'embedded')}. Models: {models}.", ""]
+        synonyms = r.get("synonyms")
+        lexical = ""  # results from before synonyms say nothing of them
+        if synonyms:
+            lexical = f" BM25 synonyms: `{synonyms['setting']}`, {synonyms['rules']} rules, at search time." if synonyms["rules"] else " BM25 synonyms: none."
+        out += [f"Store: {r.get('store', 'embedded')}. Models: {models}.{lexical}", ""]
         for kind, rows in r["kinds"].items():
             out += [f"**Aim ({kind} queries, NDCG@10):** " + aim_line(variant, rows), ""]
         if "own_photo_recall@10" in r:

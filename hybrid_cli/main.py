@@ -641,6 +641,7 @@ def eval_command(ctx, queries, catalogue, variant, store_kind, out_dir, fusion_p
                                "kinds": table,
                                "counts": dict(Counter(query_kind(q) for q in query_list)),
                                "models": {v.name: v.model_id for v in layout.vector_fields},
+                               "synonyms": {"setting": settings.synonyms, "rules": len(layout.synonyms)},
                                "fusion_profile": profile.to_dict() if profile else None,
                                "per_query": {"NDCG@10": scores}}
     if reworded:
