@@ -28,7 +28,7 @@ import numpy as np
 
 K1 = 1.2
 B = 0.75
-# synonyms scored as one term: alternatives, each one term or several that must all be in the row
+# a synonym match: its alternatives, each one term or several (a phrase: all must be in the row)
 TermGroup = tuple[tuple[str, ...], ...]
 IDF_FLOOR = 1e-6
 
