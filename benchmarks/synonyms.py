@@ -1,0 +1,71 @@
+"""What search-time synonyms cost the embedded BM25 leg: the same queries with and without them.
+
+Runs the text of every dev query (as written, and reworded by ``evaluation/reword.py``, where the
+rules match more often) through ``EmbeddedStore.bm25`` on an index ``hybrid-search eval`` built,
+once with the packaged rules and once with none, interleaved per query in one process. The BM25
+leg is the only part synonyms touch, so its difference is what a whole search pays.
+
+    python benchmarks/synonyms.py --index /tmp/es-hybrid-search-eval/test-full-<tag>.sqlite \\
+        --queries ../shared/eval/dev_queries.jsonl
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import click
+import numpy as np
+
+
+@click.command()
+@click.option("--index", type=click.Path(exists=True, dir_okay=False), required=True, help="An eval index (SQLite).")
+@click.option("--queries", type=click.Path(exists=True, dir_okay=False), required=True)
+@click.option("--repeats", type=int, default=5, show_default=True)
+@click.option("--out", "out_file", type=click.Path(dir_okay=False), help="Also write the figures as JSON.")
+def main(index, queries, repeats, out_file) -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from evaluation.reword import reword
+    from hybrid_core.config import Settings
+    from hybrid_core.stores.embedded import EmbeddedStore
+    from hybrid_core.synonyms import load
+
+    layout = Settings.from_env().layout()
+    stores = {
+        "packaged": EmbeddedStore(Path(index), replace(layout, synonyms=load("packaged"))),
+        "none": EmbeddedStore(Path(index), replace(layout, synonyms=())),
+    }
+    rows = [json.loads(line) for line in Path(queries).read_text().splitlines() if line.strip()]
+    texts = [q["text"] for q in rows if q.get("text")]
+    texts += [reword(str(q["id"]), q["text"]) for q in rows if q.get("text")]
+    boosts = {t.name: t.boost for t in layout.text_fields}
+    for store in stores.values():  # load postings before timing
+        store.bm25("warm up", boosts=boosts, filters=[], size=100)
+    times: dict[str, list[float]] = {name: [] for name in stores}
+    for _ in range(repeats):
+        for text in texts:
+            for name, store in stores.items():
+                started = time.perf_counter()
+                store.bm25(text, boosts=boosts, filters=[], size=100)
+                times[name].append((time.perf_counter() - started) * 1000)
+    figures = {
+        name: {"p50_ms": float(np.percentile(t, 50)), "p95_ms": float(np.percentile(t, 95)), "searches": len(t)}
+        for name, t in times.items()
+    }
+    figures["ratio_p50"] = figures["packaged"]["p50_ms"] / figures["none"]["p50_ms"]
+    rows_count = stores["none"].count()
+    click.echo(f"BM25 leg, top 100, {len(texts)} query texts x {repeats}, {rows_count:,} products:")
+    for name in stores:
+        click.echo(f"  synonyms {name:8s}: p50 {figures[name]['p50_ms']:.2f} ms, p95 {figures[name]['p95_ms']:.2f} ms")
+    click.echo(f"  ratio (packaged / none), p50: {figures['ratio_p50']:.2f}")
+    if out_file:
+        Path(out_file).write_text(json.dumps(figures, indent=2))
+    for store in stores.values():
+        store.close()
+
+
+if __name__ == "__main__":
+    main()
