@@ -36,9 +36,9 @@ _WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)*")
 
 
 def words(text: str) -> list[str]:
-    """The lower-cased words of ``text``, possessives dropped (``Men's`` -> ``men``)."""
+    """The lower-cased words of ``text``, possessives dropped (``Men's``, ``Men’s`` -> ``men``)."""
     out = []
-    for word in _WORD.findall(text.lower()):
+    for word in _WORD.findall(text.lower().replace("\u2019", "'")):  # a typographic apostrophe too
         if word.endswith("'s"):
             word = word[:-2]
         out.append(word)

@@ -22,6 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_words_lowercase_split_hyphens_and_drop_possessives():
     assert words("Men's Black T-Shirt, O'Neill") == ["men", "black", "t", "shirt", "o'neill"]
+    assert words("Women\u2019s Kurta") == ["women", "kurta"]
 
 
 def test_equivalent_and_explicit_rules_expand_by_longest_match():
