@@ -169,8 +169,10 @@ def render(results: dict[str, dict[str, Any]], profiles: dict[str, dict[str, Any
         models = ", ".join(f"{k}: `{v}`" for k, v in r.get("models", {}).items())
         synonyms = r.get("synonyms")
         lexical = ""  # results from before synonyms say nothing of them
-        if synonyms:
-            lexical = f" BM25 synonyms: `{synonyms['setting']}`, {synonyms['rules']} rules, at search time." if synonyms["rules"] else " BM25 synonyms: none."
+        if synonyms and synonyms["rules"]:
+            lexical = f" BM25 synonyms: `{synonyms['setting']}`, {synonyms['rules']} rules, at search time."
+        elif synonyms:
+            lexical = " BM25 synonyms: none."
         out += [f"Store: {r.get('store', 'embedded')}. Models: {models}.{lexical}", ""]
         for kind, rows in r["kinds"].items():
             out += [f"**Aim ({kind} queries, NDCG@10):** " + aim_line(variant, rows), ""]

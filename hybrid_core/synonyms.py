@@ -14,8 +14,8 @@ Rules, one per line, ``#`` starts a comment:
   longer ``a`` itself unless it is on the right too).
 
 Phrases are matched on word sequences, longest first, left to right, as the graph filter
-does. What the embedded store does with a matched phrase is in ``stores/lexical.py``
-(alternatives blended into one BM25 term).
+does. How the embedded store scores a matched phrase's alternatives is in
+``LexicalIndex.score`` (``stores/lexical.py``).
 """
 
 from __future__ import annotations
@@ -131,6 +131,5 @@ def load(setting: str | None) -> tuple[str, ...]:
         except OSError as exc:
             raise ConfigError(f"cannot read synonyms file {setting}: {exc}") from None
         source = setting
-    lines = tuple(rule for rule in (line.split("#", 1)[0].strip() for line in text.splitlines()) if rule)
-    SynonymRules(lines, source=source)  # validate now, not on the first search
-    return lines
+    SynonymRules(text.splitlines(), source=source)  # validate now, with the file's own line numbers
+    return tuple(rule for rule in (line.split("#", 1)[0].strip() for line in text.splitlines()) if rule)

@@ -45,9 +45,9 @@ def test_equivalent_and_explicit_rules_expand_by_longest_match():
 def test_a_bad_rule_is_named_with_its_line(tmp_path, line, problem):
     path = tmp_path / "syn.txt"
     path.write_text(f"# ok\ngrey, gray\n{line}\n")
-    with pytest.raises(ConfigError, match=rf"syn.txt line 2: .*{problem}"):
+    with pytest.raises(ConfigError, match=rf"syn.txt line 3: .*{problem}"):  # the file's line, comments counted
         load(str(path))
-    with pytest.raises(ConfigError, match="line 2"):
+    with pytest.raises(ConfigError, match="line 3"):
         Settings(synonyms=str(path))
 
 
