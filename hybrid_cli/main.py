@@ -447,6 +447,9 @@ def mappings(ctx) -> None:
 @click.option("--hard-negative-pool", type=click.IntRange(min=1), default=20, show_default=True, help="Look-alikes are drawn from this many nearest titles.")
 @click.option("--time-budget", "time_budget_min", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Minutes for the whole run: after each epoch the schedule is shortened (never lengthened) so it ends in time.")
+@click.option("--caption-fields", default="", show_default=True,
+              help="Comma-separated catalogue fields joined into a second text target per photo, e.g. gender,colour,article_type ('': off).")
+@click.option("--caption-weight", type=click.FloatRange(min=0), default=0.5, show_default=True, help="Weight of the caption loss term.")
 def train_image_tower(
     catalogue,
     out_dir,
@@ -469,6 +472,8 @@ def train_image_tower(
     hard_negative_group,
     hard_negative_pool,
     time_budget_min,
+    caption_fields,
+    caption_weight,
 ) -> None:
     """Train the catalogue image tower against the frozen MiniLM (train split only; resumes from --out).
 
@@ -498,6 +503,8 @@ def train_image_tower(
         hard_negative_group=hard_negative_group,
         hard_negative_pool=hard_negative_pool,
         time_budget_min=time_budget_min,
+        caption_fields=tuple(f.strip() for f in caption_fields.split(",") if f.strip()),
+        caption_weight=caption_weight,
     )
     with _progress() as progress:
         current: dict[str, Any] = {}

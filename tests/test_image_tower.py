@@ -117,8 +117,8 @@ def test_the_tower_text_encoder_is_minilm(text_space):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("ema_decay, flip_average, group", [(0.0, False, 1), (0.99, True, 4)])
-def test_training_runs_checkpoints_and_resumes(myntra, tmp_path, ema_decay, flip_average, group):
+@pytest.mark.parametrize("ema_decay, flip_average, group, captions", [(0.0, False, 1, ()), (0.99, True, 4, ("gender", "colour", "article_type"))])
+def test_training_runs_checkpoints_and_resumes(myntra, tmp_path, ema_decay, flip_average, group, captions):
     from tower_training.train import TrainConfig, tower_spec, train
 
     config = TrainConfig(
@@ -131,6 +131,7 @@ def test_training_runs_checkpoints_and_resumes(myntra, tmp_path, ema_decay, flip
         ema_decay=ema_decay,
         flip_average=flip_average,
         hard_negative_group=group,
+        caption_fields=captions,
     )
     first = train(config)
     assert len(first["history"]) == 1 and (tmp_path / "visual.pt").exists() and (tmp_path / "checkpoint.pt").exists()
@@ -140,10 +141,12 @@ def test_training_runs_checkpoints_and_resumes(myntra, tmp_path, ema_decay, flip
     assert first["train_products"] + first["val_products"] == 400
     with pytest.raises(ValueError, match="another configuration"):
         train(TrainConfig(**{**config.__dict__, "lr": 0.1}))
+    with pytest.raises(ValueError, match="another configuration"):
+        train(TrainConfig(**{**config.__dict__, "caption_fields": () if captions else ("colour",)}))
     if not ema_decay and not flip_average:
         # a checkpoint written before these options existed resumes as if made with their defaults
         state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
-        for option in ("ema_decay", "flip_average", "hard_negative_group", "hard_negative_pool"):
+        for option in ("ema_decay", "flip_average", "hard_negative_group", "hard_negative_pool", "caption_fields", "caption_weight"):
             del state["config"][option]
         torch.save(state, tmp_path / "checkpoint.pt")
         assert [h["epoch"] for h in train(TrainConfig(**{**config.__dict__, "epochs": 3}))["history"]] == [1, 2, 3]

@@ -29,6 +29,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from hybrid_core.spaces import MODEL_CONFIG_DIR, EmbeddingSpace, SpaceSpec, catalogue_tower_spec, default_text_spec
 from tower_training.augment import augment
 from tower_training.batches import neighbour_batch, title_neighbours
+from tower_training.captions import caption_index
 from tower_training.data import build, is_validation, read_split
 
 WEIGHTS_NAME = "visual.pt"
@@ -96,6 +97,10 @@ class TrainConfig:
     # wall-clock minutes for the whole run (loading included): after each epoch the schedule is
     # shortened, never lengthened, so the run ends in time on a slower machine (None: no limit)
     time_budget_min: float | None = None
+    # catalogue fields joined into a second text target per photo (tower_training.captions), e.g.
+    # ("gender", "colour", "article_type"); its InfoNCE term is weighted by caption_weight (empty: off)
+    caption_fields: tuple[str, ...] = ()
+    caption_weight: float = 0.5
 
 
 def planned_epochs(requested: int, done: int, elapsed_s: float, epoch_s: float, budget_s: float | None) -> int:
@@ -134,6 +139,17 @@ def contrastive_loss(logits: torch.Tensor, same_title: torch.Tensor, *, multi_po
     masked = logits.masked_fill(same, float("-inf"))
     labels = torch.arange(len(logits))
     return (F.cross_entropy(masked, labels) + F.cross_entropy(masked.T, labels)) / 2
+
+
+def caption_loss(embedded: torch.Tensor, own: torch.Tensor, caption_vectors: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
+    """The InfoNCE term against attribute captions (``own``: each photo's caption row, -1 for none):
+    photos sharing a caption are positives of each other; photos without one are left out."""
+    has = own >= 0
+    if int(has.sum()) < 2:
+        return embedded.sum() * 0.0
+    ids = own[has]
+    logits = logit_scale.exp().clamp(max=100) * embedded[has] @ caption_vectors[ids].T
+    return contrastive_loss(logits, ids[:, None] == ids[None, :], multi_positive=True)
 
 
 def _check_forward(visual: torch.nn.Module, config: TrainConfig) -> None:
@@ -223,6 +239,10 @@ def train(
         title_vectors = text.embed_texts([p["title"] for p in products])
         np.save(cache, title_vectors)
     by_id = {p["id"]: i for i, p in enumerate(products)}
+    caption_vectors, caption_of = None, None
+    if config.caption_fields:
+        captions, caption_of = caption_index(train_products, config.caption_fields)
+        caption_vectors = torch.from_numpy(text.embed_texts(captions)) if captions else None
     load = phase("loading photos", len(products))
     train_data = build(train_products, catalogue.parent, preprocess, title_vectors[[by_id[p["id"]] for p in train_products]], load)
     val_data = build(val_products, catalogue.parent, preprocess, title_vectors[[by_id[p["id"]] for p in val_products]], load)
@@ -290,6 +310,8 @@ def train(
             embedded = F.normalize(visual(images), dim=-1)
             logits = logit_scale.exp().clamp(max=100) * embedded @ targets.T
             loss = contrastive_loss(logits, targets @ targets.T > config.false_negative_threshold, multi_positive=config.multi_positive)
+            if caption_vectors is not None:
+                loss = loss + config.caption_weight * caption_loss(embedded, caption_of[index], caption_vectors, logit_scale)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
