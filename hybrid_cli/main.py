@@ -421,7 +421,7 @@ def mappings(ctx) -> None:
 @cli.command("train-image-tower")
 @click.option("--catalogue", type=click.Path(exists=True, dir_okay=False), required=True, help="JSONL with split, title and image.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Checkpoints, log and the exported visual.pt.")
-@click.option("--epochs", type=int, default=22, show_default=True)
+@click.option("--epochs", type=int, default=44, show_default=True, help="Epochs of the cosine schedule (--time-budget may plan fewer).")
 @click.option("--batch-size", type=int, default=256, show_default=True)
 @click.option("--lr", type=float, default=2e-3, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -445,9 +445,9 @@ def mappings(ctx) -> None:
     help="1: random batches; G: batches of random anchors each with G-1 look-alike (not identical) titles.",
 )
 @click.option("--hard-negative-pool", type=click.IntRange(min=1), default=20, show_default=True, help="Look-alikes are drawn from this many nearest titles.")
-@click.option("--time-budget", "time_budget_min", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Minutes for the whole run: after each epoch the schedule is shortened (never lengthened) so it ends in time.")
-@click.option("--caption-fields", default="", show_default=True,
+@click.option("--time-budget", "time_budget_min", type=click.FloatRange(min=0, min_open=True), default=55.0, show_default=True,
+              help="Minutes for the whole run (loading included): after each epoch the schedule is shortened (never lengthened) so it ends in time.")
+@click.option("--caption-fields", default="gender,colour,article_type", show_default=True,
               help="Comma-separated catalogue fields joined into a second text target per photo, e.g. gender,colour,article_type ('': off).")
 @click.option("--caption-weight", type=click.FloatRange(min=0), default=0.5, show_default=True, help="Weight of the caption loss term.")
 def train_image_tower(
