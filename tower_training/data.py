@@ -33,13 +33,21 @@ def is_validation(product_id: str, fraction: float) -> bool:
 
 
 def load_images(products: list[dict], root: Path, preprocess: Callable, progress: Callable[[int], None] | None = None) -> torch.Tensor:
-    tensors = []
-    for product in products:
+    """Every photo through ``preprocess``, written into one tensor allocated at the first photo's
+    shape: stacking a list of them instead would hold every photo twice at the end of loading,
+    which was most of a full run's peak memory (35k photos at 128x96 are 5.2 GB as float32)."""
+    if not products:
+        raise ValueError("no photos to load")
+    images: torch.Tensor | None = None
+    for i, product in enumerate(products):
         with Image.open(root / product["image"]) as img:
-            tensors.append(preprocess(img.convert("RGB")))
+            tensor = preprocess(img.convert("RGB"))
+        if images is None:
+            images = torch.empty((len(products), *tensor.shape), dtype=tensor.dtype)
+        images[i] = tensor
         if progress:
             progress(1)
-    return torch.stack(tensors)
+    return images
 
 
 def build(products: list[dict], root: Path, preprocess: Callable, text_vectors: np.ndarray, progress=None) -> TowerData:
