@@ -30,7 +30,7 @@ from hybrid_core.spaces import MODEL_CONFIG_DIR, EmbeddingSpace, SpaceSpec, cata
 from tower_training.augment import augment
 from tower_training.batches import neighbour_batch, title_neighbours
 from tower_training.captions import caption_index
-from tower_training.data import build, is_validation, read_split
+from tower_training.data import Photos, build, is_validation, read_split
 
 WEIGHTS_NAME = "visual.pt"
 
@@ -170,7 +170,7 @@ def _check_forward(visual: torch.nn.Module, config: TrainConfig) -> None:
         visual.train()
 
 
-def encode_images(visual: torch.nn.Module, images: torch.Tensor, batch: int = 512, *, flip_average: bool = False) -> torch.Tensor:
+def encode_images(visual: torch.nn.Module, images: torch.Tensor | Photos, batch: int = 512, *, flip_average: bool = False) -> torch.Tensor:
     """Unit vectors of ``images``; with ``flip_average`` each the mean of the photo and its mirror
     image, as a space with ``SpaceSpec.flip_average`` encodes them, so validation picks the epoch
     that is best as deployed."""
