@@ -72,8 +72,25 @@ def split_normalize(preprocess: Callable) -> tuple[Callable, Callable | None]:
     return preprocess, None
 
 
+def _pil_head(to_pixels: Callable) -> Callable | None:
+    """The part of ``to_pixels`` before a final ``ToTensor`` (whose output is the image's bytes over
+    255), so the bytes can be taken straight from the PIL image; ``None`` when it does not end so."""
+    if isinstance(to_pixels, transforms.Compose) and to_pixels.transforms and isinstance(to_pixels.transforms[-1], transforms.ToTensor):
+        return transforms.Compose(to_pixels.transforms[:-1])
+    return None
+
+
+def _pil_bytes(img) -> torch.Tensor | None:
+    """An 8-bit RGB PIL image as ``[3, h, w]`` uint8, the layout ``ToTensor`` gives it; ``None`` otherwise."""
+    if not isinstance(img, Image.Image) or img.mode != "RGB":
+        return None
+    return torch.from_numpy(np.array(img, dtype=np.uint8)).permute(2, 0, 1).contiguous()
+
+
 def _as_bytes(pixels: torch.Tensor) -> torch.Tensor | None:
     """``pixels`` as uint8 if dividing those bytes by 255 gives back exactly ``pixels``, else ``None``."""
+    if pixels.dtype == torch.uint8:
+        return pixels
     if pixels.dtype != torch.float32:
         return None
     stored = (pixels * 255).round().clamp(0, 255).to(torch.uint8)
@@ -88,10 +105,19 @@ def load_images(products: list[dict], root: Path, preprocess: Callable, progress
     if not products:
         raise ValueError("no photos to load")
     to_pixels, normalize = split_normalize(preprocess)
+    head = _pil_head(to_pixels)
     images: torch.Tensor | None = None
     for i, product in enumerate(products):
         with Image.open(root / product["image"]) as img:
-            pixels = to_pixels(img.convert("RGB"))
+            # the common case: bytes straight from the resized image, no float round trip to check
+            before = head(img.convert("RGB")) if head is not None else None
+            pixels = _pil_bytes(before)
+            if pixels is not None:
+                pixels = pixels.float().div(255) if images is not None and images.dtype != torch.uint8 else pixels
+            elif before is not None:
+                pixels = to_pixels.transforms[-1](before)
+            else:
+                pixels = to_pixels(img.convert("RGB"))
         if images is None:
             compact = _as_bytes(pixels) is not None
             images = torch.empty((len(products), *pixels.shape), dtype=torch.uint8 if compact else torch.float32)
