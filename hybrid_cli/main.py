@@ -614,7 +614,8 @@ def eval_command(ctx, queries, catalogue, variant, store_kind, out_dir, fusion_p
     results-<variant>-reworded.json and precision-<variant>-reworded.png)."""
     from collections import Counter
 
-    from evaluation.harness import DEPTH, STRATEGIES, markdown_table, own_photo_recall, query_kind, run_strategies, with_tuned
+    from evaluation.harness import (DEPTH, STRATEGIES, cosine_spread, markdown_table, own_photo_recall, query_kind, run_strategies,
+                                    split_image_vectors, with_tuned)
     from evaluation.plot import precision_plot
     from query_builder.profile import FusionProfile
 
@@ -654,7 +655,9 @@ def eval_command(ctx, queries, catalogue, variant, store_kind, out_dir, fusion_p
     if reworded:
         results["reworded_as"] = {q["id"]: q["reworded"] for q in query_list}
     if image_space is not None and not reworded:
-        results["own_photo_recall@10"] = own_photo_recall(store, image_space, catalogue_path)
+        products, images = split_image_vectors(store, catalogue_path)
+        results["own_photo_recall@10"] = own_photo_recall(image_space, products, images)
+        results["image_cosines"] = cosine_spread(images, [p["title"] for p in products])
     (out_path / f"results-{name}.json").write_text(json.dumps(results, indent=2))
     precision_plot(results, out_path / f"precision-{name}.png")
     columns = ["NDCG@10", "P@10", "P@10 fine", "P@20", "P@20 fine", "P@50", "P@50 fine", "P@100", "P@100 fine", "R@100 fine", "MRR fine", "looks@10"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from evaluation.harness import STRATEGIES, query_kind, run_strategies
@@ -45,3 +46,29 @@ def test_strategies_run_per_kind_on_an_indexed_catalogue(store, layout, text_spa
     assert set(table["image"]) == {"image kNN", "product vector", "hybrid RRF", "hybrid linear"}
     assert table["text"]["BM25"]["MRR fine"] == 1.0  # "Acme Women Green Kurta" first
     assert len(STRATEGIES) == 7
+
+
+def test_cosine_spread_measures_random_and_same_title_pairs():
+    from evaluation.harness import cosine_spread
+
+    rng = np.random.default_rng(1)
+    images = rng.normal(size=(400, 64))
+    images[1] = images[0] + 0.01 * rng.normal(size=64)  # the same photo listed twice, under one title
+    images[3] = -images[2]  # one title, opposite photos
+    titles = ["twin", "twin", "odd", "odd"] + [f"p{i}" for i in range(396)]
+    spread = cosine_spread(images, titles, pairs=20_000)
+    # random 64-d directions: cosines about N(0, 1/64), so the 99.9th percentile is near 3.1 / 8
+    assert 0.25 < spread["random_p99.9"] < 0.5
+    assert spread["same_title_pairs"] == 2
+    assert spread["same_title_median"] == pytest.approx((1.0 - 1.0) / 2, abs=1e-3)  # median of about 1 and -1
+    assert cosine_spread(images[4:], titles[4:], pairs=100)["same_title_median"] is None
+
+
+def test_own_photo_recall_counts_titles_whose_photo_is_in_the_first_k(text_space):
+    from evaluation.harness import own_photo_recall
+
+    products = [{"title": t} for t in ("green kurta", "black watch", "red saree")]
+    titles = text_space.embed_texts([p["title"] for p in products])
+    images = titles[[0, 2, 1]]  # the first product's photo is its title's vector; the other two are swapped
+    assert own_photo_recall(text_space, products, images, k=1) == pytest.approx(1 / 3)
+    assert own_photo_recall(text_space, products, images, k=3) == 1.0

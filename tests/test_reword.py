@@ -90,6 +90,11 @@ def test_eval_reworded_runs_the_reworded_queries_and_the_report_shows_them(tmp_p
     (out / "results-full.json").write_text(json.dumps({**again, "reworded": False, "counts": {"text": 1}}))
     report = write_report(out, tmp_path / "docs" / "evaluation.md").read_text()
     assert "### Reworded dev queries (full)" in report and "#### text queries, reworded" in report
+    result = CliRunner().invoke(cli, ["eval", "--queries", str(queries), "--catalogue", str(catalogue), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    dev = json.loads((out / "results-full.json").read_text())
+    assert 0 <= dev["own_photo_recall@10"] <= 1 and dev["image_cosines"]["random_pairs"] == 200_000
+    assert "99.9 % of 200,000 random pairs of test photos are below" in write_report(out, tmp_path / "docs" / "evaluation.md").read_text()
 
 
 def test_report_breaks_the_change_down_by_what_was_reworded():

@@ -161,6 +161,12 @@ def test_report_and_plot(tmp_path):
     assert "hybrid RRF** 0.750 vs best single leg **BM25** 0.700: **1.07×** (aim ≥ 1.2: **not met**)" in report
     assert "Where hybrid loses here: hybrid RRF 0.550 < text kNN 0.600 on P@10 fine." in report
     assert "![precision at k, sparse](eval/precision-sparse.png)" in report and (tmp_path / "docs" / "eval" / "precision-sparse.png").exists()
+    assert "count as one look)." in report  # these results carry no measured spread: nothing is claimed about it
+    spread = {"threshold": 0.95, "random_pairs": 200000, "random_p99.9": 0.8612, "same_title_pairs": 120, "same_title_median": 0.8071}
+    (tmp_path / "results-sparse.json").write_text(json.dumps({**results, "image_cosines": spread}))
+    report = write_report(tmp_path, tmp_path / "docs" / "evaluation.md").read_text()
+    assert ("count as one look; with this tower, 99.9 % of 200,000 random pairs of test photos are below 0.86, and half of "
+            "the 120 pairs of products with identical titles are below 0.81).") in report
 
 
 def test_eval_and_tune_on_elasticsearch_without_a_cluster_say_what_is_missing(tmp_path, monkeypatch):
