@@ -175,7 +175,8 @@ def cosine_spread(images: np.ndarray, titles: list[str], *, pairs: int = 200_000
     rng = np.random.default_rng(seed)
     a = rng.integers(0, len(unit), pairs)
     b = (a + rng.integers(1, len(unit), pairs)) % len(unit)  # never a product with itself
-    random_cos = np.einsum("ij,ij->i", unit[a], unit[b])
+    # in chunks: 200,000 pairs of 384-d rows at once would be two 300 MB copies
+    random_cos = np.concatenate([np.einsum("ij,ij->i", unit[a[s : s + 10_000]], unit[b[s : s + 10_000]]) for s in range(0, pairs, 10_000)])
     groups: dict[str, list[int]] = {}
     for i, title in enumerate(titles):
         groups.setdefault(title, []).append(i)
