@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 from typing import Any
@@ -143,17 +144,22 @@ def _feedback_text(feedback: dict[str, Any]) -> str:
             f"leg weight {feedback['weight']:g}")
 
 
+def _ceil2(value: float) -> float:
+    return math.ceil(value * 100 - 1e-9) / 100
+
+
 def looks_scale(results: dict[str, dict[str, Any]]) -> str:
     """What the looks threshold means for the tower these results were measured with, from the spread
     ``eval`` measured on its image vectors (image vectors do not depend on the variant's titles)."""
     spread = next((r["image_cosines"] for r in results.values() if r.get("image_cosines")), None)
     if spread is None:
         return ""  # results from before eval measured it
+    # rounded up: "below 0.83" for a percentile of 0.835 would be false
     text = (f"; with this tower, 99.9 % of {spread['random_pairs']:,} random pairs of test photos are below "
-            f"{spread['random_p99.9']:.2f}")
+            f"{_ceil2(spread['random_p99.9']):.2f}")
     if spread.get("same_title_median") is not None:
         text += (f", and half of the {spread['same_title_pairs']:,} pairs of products with identical titles are below "
-                 f"{spread['same_title_median']:.2f}")
+                 f"{_ceil2(spread['same_title_median']):.2f}")
     return text
 
 
