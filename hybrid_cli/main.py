@@ -450,6 +450,8 @@ def mappings(ctx) -> None:
 @click.option("--caption-fields", default="gender,colour,article_type", show_default=True,
               help="Comma-separated catalogue fields joined into a second text target per photo, e.g. gender,colour,article_type ('': off).")
 @click.option("--caption-weight", type=click.FloatRange(min=0), default=0.5, show_default=True, help="Weight of the caption loss term.")
+@click.option("--title-bank-weight", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Weight of a loss term scoring each photo against every training title, not just the batch's (0: off).")
 def train_image_tower(
     catalogue,
     out_dir,
@@ -474,6 +476,7 @@ def train_image_tower(
     time_budget_min,
     caption_fields,
     caption_weight,
+    title_bank_weight,
 ) -> None:
     """Train the catalogue image tower against the frozen MiniLM (train split only; resumes from --out).
 
@@ -505,6 +508,7 @@ def train_image_tower(
         time_budget_min=time_budget_min,
         caption_fields=tuple(f.strip() for f in caption_fields.split(",") if f.strip()),
         caption_weight=caption_weight,
+        title_bank_weight=title_bank_weight,
     )
     with _progress() as progress:
         current: dict[str, Any] = {}

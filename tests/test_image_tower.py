@@ -117,8 +117,11 @@ def test_the_tower_text_encoder_is_minilm(text_space):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("ema_decay, flip_average, group, captions", [(0.0, False, 1, ()), (0.99, True, 4, ("gender", "colour", "article_type"))])
-def test_training_runs_checkpoints_and_resumes(myntra, tmp_path, ema_decay, flip_average, group, captions):
+@pytest.mark.parametrize(
+    "ema_decay, flip_average, group, captions, bank",
+    [(0.0, False, 1, (), 0.0), (0.99, True, 4, ("gender", "colour", "article_type"), 0.5)],
+)
+def test_training_runs_checkpoints_and_resumes(myntra, tmp_path, ema_decay, flip_average, group, captions, bank):
     from tower_training.train import TrainConfig, tower_spec, train
 
     config = TrainConfig(
@@ -132,6 +135,7 @@ def test_training_runs_checkpoints_and_resumes(myntra, tmp_path, ema_decay, flip
         flip_average=flip_average,
         hard_negative_group=group,
         caption_fields=captions,
+        title_bank_weight=bank,
     )
     first = train(config)
     assert len(first["history"]) == 1 and (tmp_path / "visual.pt").exists() and (tmp_path / "checkpoint.pt").exists()
@@ -146,7 +150,7 @@ def test_training_runs_checkpoints_and_resumes(myntra, tmp_path, ema_decay, flip
     if not ema_decay and not flip_average:
         # a checkpoint written before these options existed resumes as if made with their defaults
         state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
-        for option in ("ema_decay", "flip_average", "hard_negative_group", "hard_negative_pool", "caption_fields", "caption_weight"):
+        for option in ("ema_decay", "flip_average", "hard_negative_group", "hard_negative_pool", "caption_fields", "caption_weight", "title_bank_weight"):
             del state["config"][option]
         torch.save(state, tmp_path / "checkpoint.pt")
         assert [h["epoch"] for h in train(TrainConfig(**{**config.__dict__, "epochs": 3}))["history"]] == [1, 2, 3]
@@ -206,6 +210,31 @@ def test_the_contrastive_loss_treats_same_title_products_as_positives():
     target = torch.tensor([[0.5, 0.5, 0, 0], [0.5, 0.5, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1.0]])
     by_hand = (-(target * F.log_softmax(logits, 1)).sum(1).mean() - (target * F.log_softmax(logits.T, 1)).sum(1).mean()) / 2
     assert torch.allclose(contrastive_loss(logits, same, multi_positive=True), by_hand)
+
+
+def test_the_title_bank_loss_scores_each_photo_against_every_training_title():
+    import torch.nn.functional as F
+
+    from tower_training.train import title_bank_loss
+
+    torch.manual_seed(0)
+    bank = F.normalize(torch.randn(50, 8), dim=1)
+    photos = F.normalize(torch.randn(4, 8), dim=1)
+    scale = torch.tensor(2.0)  # log of the logit scale, as training keeps it
+    own = torch.tensor([3, 10, 20, 40])
+    loss = title_bank_loss(photos, bank[own], bank, scale, same_above=0.97)
+    # distinct titles: cross-entropy of each photo over the whole bank, its own title the label
+    assert torch.allclose(loss, F.cross_entropy(scale.exp() * photos @ bank.T, own))
+    # a bank holding photo 0's title twice: both copies are its positives, so matching the copy costs nothing extra
+    doubled = torch.cat([bank, bank[3:4]])
+    target = torch.zeros(4, 51)
+    target[torch.arange(4), own] = 1
+    target[0, 3] = target[0, 50] = 0.5
+    by_hand = -(target * F.log_softmax(scale.exp() * photos @ doubled.T, dim=1)).sum(1).mean()
+    assert torch.allclose(title_bank_loss(photos, bank[own], doubled, scale, same_above=0.97), by_hand)
+    # a photo pulled onto its own title lowers the loss; onto a look-alike in the bank it raises it
+    assert title_bank_loss(bank[own], bank[own], bank, scale, same_above=0.97) < loss
+    assert title_bank_loss(bank[own + 1], bank[own], bank, scale, same_above=0.97) > loss
 
 
 def test_a_training_run_writes_the_openclip_config_of_its_architecture(tmp_path):

@@ -103,6 +103,10 @@ class TrainConfig:
     # it is what a checkpoint written before the option existed was trained with.
     caption_fields: tuple[str, ...] = ()
     caption_weight: float = 0.5
+    # weight of a third InfoNCE term that scores each photo against every training title at once
+    # (the text tower is frozen, so the whole bank of title vectors is fixed and each step can afford
+    # all of them as negatives, not just the batch's); 0: off, the behaviour before it existed
+    title_bank_weight: float = 0.0
 
 
 def planned_epochs(requested: int, done: int, elapsed_s: float, epoch_s: float, budget_s: float | None) -> int:
@@ -152,6 +156,20 @@ def caption_loss(embedded: torch.Tensor, own: torch.Tensor, caption_vectors: tor
     ids = own[has]
     logits = logit_scale.exp().clamp(max=100) * embedded[has] @ caption_vectors[ids].T
     return contrastive_loss(logits, ids[:, None] == ids[None, :], multi_positive=True)
+
+
+def title_bank_loss(
+    embedded: torch.Tensor, targets: torch.Tensor, bank: torch.Tensor, logit_scale: torch.Tensor, *, same_above: float
+) -> torch.Tensor:
+    """Image-to-title InfoNCE over the whole bank of training titles (``bank``: unit rows; the
+    batch's own titles among them). In-batch negatives are 255 random titles, mostly of other
+    article types; the bank holds every near-miss ("Men Navy Polo" against "Men Blue Polo"), which
+    is what telling one product's photo from its look-alikes needs. Titles closer than
+    ``same_above`` to a photo's own are positives with it, as in ``contrastive_loss``."""
+    logits = logit_scale.exp().clamp(max=100) * embedded @ bank.T
+    same = (targets @ bank.T > same_above).float()
+    target = same / same.sum(dim=1, keepdim=True).clamp(min=1)
+    return -(target * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
 
 
 def _check_forward(visual: torch.nn.Module, config: TrainConfig) -> None:
@@ -314,6 +332,10 @@ def train(
             loss = contrastive_loss(logits, targets @ targets.T > config.false_negative_threshold, multi_positive=config.multi_positive)
             if caption_vectors is not None:
                 loss = loss + config.caption_weight * caption_loss(embedded, caption_of[index], caption_vectors, logit_scale)
+            if config.title_bank_weight:
+                loss = loss + config.title_bank_weight * title_bank_loss(
+                    embedded, targets, train_data.text_vectors, logit_scale, same_above=config.false_negative_threshold
+                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
