@@ -8,6 +8,7 @@ on them and no query reads them.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -151,16 +152,47 @@ def split_image_vectors(store: Store, catalogue: Path) -> tuple[list[dict[str, A
     return products, np.stack([existing[i].vectors["image_vector"] for i in ids])
 
 
-def own_photo_recall(image_space: EmbeddingSpace, products: list[dict[str, Any]], images: np.ndarray, k: int = 10) -> float:
-    """Share of test products whose own photo is among the k image vectors nearest to their title
-    (the title encoded by the image space's text tower: cross-modal)."""
+def own_photo_ranks(image_space: EmbeddingSpace, products: list[dict[str, Any]], images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each test product, the rank of its own photo among ``images`` given its title (the title
+    encoded by the image space's text tower: cross-modal; 0 = first), and the row of the photo
+    ranked first."""
     titles = image_space.embed_texts([p["title"] for p in products])
-    hits = 0
+    ranks, first = [], []
     for start in range(0, len(products), 1024):
         sims = titles[start : start + 1024] @ images.T
         own = sims[np.arange(sims.shape[0]), np.arange(start, start + sims.shape[0])]
-        hits += int(((sims > own[:, None]).sum(axis=1) < k).sum())
-    return hits / len(products)
+        ranks.append((sims > own[:, None]).sum(axis=1))
+        first.append(sims.argmax(axis=1))
+    return np.concatenate(ranks), np.concatenate(first)
+
+
+def own_photo_recall(image_space: EmbeddingSpace, products: list[dict[str, Any]], images: np.ndarray, k: int = 10) -> float:
+    """Share of test products whose own photo is among the k image vectors nearest to their title."""
+    ranks, _ = own_photo_ranks(image_space, products, images)
+    return float((ranks < k).mean())
+
+
+JUDGED = ("article_type", "colour", "gender")
+
+
+def attribute_oracle_recall(products: list[dict[str, Any]], fields: tuple[str, ...] = JUDGED, k: int = 10) -> float:
+    """Own-photo Recall@k of a tower that sees exactly ``fields`` in a photo and nothing else: a
+    title's own photo then ties with every product sharing those values, in random order, so it
+    is in the first k with probability min(1, k / group size). What the rest of recall needs is
+    what the title says beyond them (brand, print, a model's look)."""
+    groups = Counter(tuple(p.get(f) for f in fields) for p in products)
+    return float(np.mean([min(1.0, k / groups[tuple(p.get(f) for f in fields)]) for p in products]))
+
+
+def own_photo_misses(products: list[dict[str, Any]], ranks: np.ndarray, first: np.ndarray, k: int = 10) -> dict[str, Any]:
+    """Of the titles whose photo is not in the first ``k``, how the photo ranked first differs from
+    the product: in article type, else colour, else gender (the judged attributes), else none."""
+    missed = np.flatnonzero(ranks >= k)
+    counts = Counter()
+    for i in missed:
+        top = products[int(first[i])]
+        counts[next((f for f in JUDGED if top.get(f) != products[i].get(f)), "none")] += 1
+    return {"misses": len(missed), "first_hit_differs_in": {f: counts[f] for f in (*JUDGED, "none")}}
 
 
 def cosine_spread(images: np.ndarray, titles: list[str], *, pairs: int = 200_000, seed: int = 0) -> dict[str, float]:

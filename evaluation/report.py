@@ -148,6 +148,21 @@ def _ceil2(value: float) -> float:
     return math.ceil(value * 100 - 1e-9) / 100
 
 
+def own_photo_context(result: dict[str, Any]) -> str:
+    """What own-photo recall is up against, from what ``eval`` measured (nothing for older results)."""
+    text = ""
+    if "own_photo_oracle@10" in result:
+        text += (f". A tower that saw exactly a photo's article type, colour and gender, and nothing else, would reach "
+                 f"{result['own_photo_oracle@10']:.3f}: the rest is what titles say beyond those (brand, print, a model's look)")
+    misses = result.get("own_photo_misses")
+    if misses and misses["misses"]:
+        share = {k: v / misses["misses"] for k, v in misses["first_hit_differs_in"].items()}
+        text += (f". Of the {misses['misses']:,} titles whose photo is not in the first 10, the photo ranked first differs from the "
+                 f"product in article type for {share['article_type']:.0%}, else in colour for {share['colour']:.0%}, else in gender "
+                 f"for {share['gender']:.0%}, and in none of the three for {share['none']:.0%}")
+    return text + ("." if text else "")
+
+
 def looks_scale(results: dict[str, dict[str, Any]]) -> str:
     """What the looks threshold means for the tower these results were measured with, from the spread
     ``eval`` measured on its image vectors (image vectors do not depend on the variant's titles)."""
@@ -196,7 +211,8 @@ def render(results: dict[str, dict[str, Any]], profiles: dict[str, dict[str, Any
         for kind, rows in r["kinds"].items():
             out += [f"**Aim ({kind} queries, NDCG@10):** " + aim_line(variant, rows), ""]
         if "own_photo_recall@10" in r:
-            out += [f"Own-photo Recall@10 (a product's title finds its own photo among the 8,785): {r['own_photo_recall@10']:.3f}", ""]
+            out += [f"Own-photo Recall@10 (a product's title finds its own photo among the 8,785): {r['own_photo_recall@10']:.3f}"
+                    + own_photo_context(r), ""]
         if variant in plots:
             out += [f"![precision at k, {variant}]({plots[variant]})", ""]
         for kind, rows in r["kinds"].items():

@@ -618,8 +618,8 @@ def eval_command(ctx, queries, catalogue, variant, store_kind, out_dir, fusion_p
     results-<variant>-reworded.json and precision-<variant>-reworded.png)."""
     from collections import Counter
 
-    from evaluation.harness import (DEPTH, STRATEGIES, cosine_spread, markdown_table, own_photo_recall, query_kind, run_strategies,
-                                    split_image_vectors, with_tuned)
+    from evaluation.harness import (DEPTH, STRATEGIES, attribute_oracle_recall, cosine_spread, markdown_table, own_photo_misses,
+                                    own_photo_ranks, query_kind, run_strategies, split_image_vectors, with_tuned)
     from evaluation.plot import precision_plot
     from query_builder.profile import FusionProfile
 
@@ -660,7 +660,10 @@ def eval_command(ctx, queries, catalogue, variant, store_kind, out_dir, fusion_p
         results["reworded_as"] = {q["id"]: q["reworded"] for q in query_list}
     if image_space is not None and not reworded:
         products, images = split_image_vectors(store, catalogue_path)
-        results["own_photo_recall@10"] = own_photo_recall(image_space, products, images)
+        ranks, first = own_photo_ranks(image_space, products, images)
+        results["own_photo_recall@10"] = float((ranks < 10).mean())
+        results["own_photo_oracle@10"] = attribute_oracle_recall(products)
+        results["own_photo_misses"] = own_photo_misses(products, ranks, first)
         results["image_cosines"] = cosine_spread(images, [p["title"] for p in products])
     (out_path / f"results-{name}.json").write_text(json.dumps(results, indent=2))
     precision_plot(results, out_path / f"precision-{name}.png")

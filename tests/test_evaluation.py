@@ -72,3 +72,33 @@ def test_own_photo_recall_counts_titles_whose_photo_is_in_the_first_k(text_space
     images = titles[[0, 2, 1]]  # the first product's photo is its title's vector; the other two are swapped
     assert own_photo_recall(text_space, products, images, k=1) == pytest.approx(1 / 3)
     assert own_photo_recall(text_space, products, images, k=3) == 1.0
+
+
+def test_the_attribute_oracle_ties_each_photo_with_its_type_colour_and_gender_group():
+    from evaluation.harness import attribute_oracle_recall
+
+    kurta = {"article_type": "Kurtas", "colour": "Red", "gender": "Women"}
+    watch = {"article_type": "Watches", "colour": "Black", "gender": "Men"}
+    products = [kurta] * 20 + [watch] * 5
+    # each kurta's photo ties with 19 others: in the first 10 half the time; each watch's always
+    assert attribute_oracle_recall(products, k=10) == pytest.approx((20 * 0.5 + 5 * 1.0) / 25)
+    assert attribute_oracle_recall(products, k=20) == 1.0
+    assert attribute_oracle_recall(products, ("gender",), k=10) == pytest.approx((20 * 0.5 + 5 * 1.0) / 25)
+
+
+def test_own_photo_misses_say_how_the_first_photo_differs(text_space):
+    from evaluation.harness import own_photo_misses, own_photo_ranks
+
+    products = [
+        {"title": "green kurta", "article_type": "Kurtas", "colour": "Green", "gender": "Women"},
+        {"title": "black watch", "article_type": "Watches", "colour": "Black", "gender": "Men"},
+        {"title": "red saree", "article_type": "Sarees", "colour": "Red", "gender": "Women"},
+        {"title": "blue kurta", "article_type": "Kurtas", "colour": "Blue", "gender": "Women"},
+    ]
+    titles = text_space.embed_texts([p["title"] for p in products])
+    images = titles[[3, 1, 2, 0]]  # the two kurtas' photos are swapped
+    ranks, first = own_photo_ranks(text_space, products, images)
+    assert ranks.tolist()[1:3] == [0, 0] and ranks[0] > 0 and ranks[3] > 0
+    assert first[0] == 3 and first[3] == 0  # each kurta's title finds the other kurta's photo first
+    misses = own_photo_misses(products, ranks, first, k=1)
+    assert misses == {"misses": 2, "first_hit_differs_in": {"article_type": 0, "colour": 2, "gender": 0, "none": 0}}

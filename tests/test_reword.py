@@ -94,6 +94,7 @@ def test_eval_reworded_runs_the_reworded_queries_and_the_report_shows_them(tmp_p
     assert result.exit_code == 0, result.output
     dev = json.loads((out / "results-full.json").read_text())
     assert 0 <= dev["own_photo_recall@10"] <= 1 and dev["image_cosines"]["random_pairs"] == 200_000
+    assert 0 < dev["own_photo_oracle@10"] <= 1 and sum(dev["own_photo_misses"]["first_hit_differs_in"].values()) == dev["own_photo_misses"]["misses"]
     assert "99.9 % of 200,000 random pairs of test photos are below" in write_report(out, tmp_path / "docs" / "evaluation.md").read_text()
 
 

@@ -168,6 +168,14 @@ def test_report_and_plot(tmp_path):
     # rounded up, so the sentence stays true: 0.8612 is not below 0.86
     assert ("count as one look; with this tower, 99.9 % of 200,000 random pairs of test photos are below 0.87, and half of "
             "the 120 pairs of products with identical titles are below 0.81).") in report
+    own = {"own_photo_recall@10": 0.5, "own_photo_oracle@10": 0.6,
+           "own_photo_misses": {"misses": 200, "first_hit_differs_in": {"article_type": 50, "colour": 70, "gender": 10, "none": 70}}}
+    (tmp_path / "results-sparse.json").write_text(json.dumps({**results, **own}))
+    report = write_report(tmp_path, tmp_path / "docs" / "evaluation.md").read_text()
+    assert ("among the 8,785): 0.500. A tower that saw exactly a photo's article type, colour and gender, and nothing else, would reach "
+            "0.600: the rest is what titles say beyond those (brand, print, a model's look). Of the 200 titles whose photo is not in the "
+            "first 10, the photo ranked first differs from the product in article type for 25%, else in colour for 35%, else in gender "
+            "for 5%, and in none of the three for 35%.") in report
 
 
 def test_eval_and_tune_on_elasticsearch_without_a_cluster_say_what_is_missing(tmp_path, monkeypatch):
