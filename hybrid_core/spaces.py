@@ -242,6 +242,8 @@ class EmbeddingSpace:
         import open_clip
         import torch
 
+        import hybrid_core.tower_nets  # noqa: F401  registers the catalogue's own timm architectures
+
         if self.spec.model_config:
             config = Path(self.spec.model_config)
             if not config.exists():

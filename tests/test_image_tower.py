@@ -314,3 +314,30 @@ def test_training_within_a_time_budget_ends_early_and_resumes_on_the_short_sched
     assert len(train(config)["history"]) == 1
     longer = train(TrainConfig(**{**config.__dict__, "epochs": 2, "time_budget_min": None}))
     assert [h["epoch"] for h in longer["history"]] == [1, 2] and longer["planned_epochs"] == 2
+
+
+def test_the_catalogues_own_architecture_loads_through_openclip_and_round_trips_its_weights(tmp_path):
+    """``catalogue_resnet_small`` is registered with timm, so an OpenCLIP config naming it loads like
+    any timm tower, and exported weights load back strictly with the same vectors."""
+    import timm
+
+    from tower_training.train import TrainConfig, _check_forward, export, tower_model_config, tower_spec
+
+    config = TrainConfig("unused.jsonl", str(tmp_path), architecture="catalogue_resnet_small", image_size=(80, 64))
+    written = tmp_path / "catalogue-tower.json"
+    written.write_text(json.dumps(tower_model_config(config)))
+    model, _ = EmbeddingSpace(tower_spec(None, model_config=written)).load().open_clip_model()
+    _check_forward(model.visual, config)
+    trunk = model.visual.trunk
+    assert trunk.forward_features(torch.zeros(1, 3, 80, 64)).shape[-2:] == (5, 4)  # reduced by 16, not 32
+    export(model.visual, tmp_path / "visual.pt")
+    loaded, _ = EmbeddingSpace(tower_spec(tmp_path / "visual.pt", model_config=written)).load().open_clip_model()
+    photos = torch.randn(3, 3, 80, 64)
+    model.visual.eval()  # _check_forward left it training
+    with torch.inference_mode():
+        # float16 export: the loaded tower is the trained one to half precision
+        cosine = torch.nn.functional.cosine_similarity(loaded.visual(photos), model.visual(photos))
+    assert float(cosine.min()) > 0.999
+    assert "catalogue_resnet_small" in timm.list_models("catalogue_*")
+    with pytest.raises(ValueError, match="no pretrained weights"):
+        timm.create_model("catalogue_resnet_small", pretrained=True)
