@@ -427,9 +427,9 @@ def mappings(ctx) -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=int, default=2, show_default=True)
 @click.option("--limit", type=int, default=None, help="Use only the first N train products (smoke runs).")
-@click.option("--architecture", default="mobilenetv3_small_100", show_default=True,
-              help="Any timm image model, or one of hybrid_core/tower_nets.py (catalogue_resnet_small, for photos of about 80x64).")
-@click.option("--image-size", nargs=2, type=int, default=(128, 96), show_default=True, help="Height and width fed to the tower.")
+@click.option("--architecture", default="catalogue_resnet_small", show_default=True,
+              help="hybrid_core/tower_nets.py's catalogue_resnet_small (for photos of about 80x64) or any timm image model.")
+@click.option("--image-size", nargs=2, type=int, default=(80, 64), show_default=True, help="Height and width fed to the tower.")
 @click.option("--projection", type=click.Choice(["", "linear", "mlp"]), default="", help="'' uses the timm classifier as the projection.")
 @click.option("--drop", type=float, default=0.0, show_default=True, help="Dropout before a linear/mlp projection.")
 @click.option("--drop-path", type=float, default=0.05, show_default=True)

@@ -2,7 +2,7 @@
 
 ImageNet models (MobileNetV3, ResNet) reduce a 224-pixel input by 4 before their first stage
 and by 32 in all; Myntra's photos are 60x80, so those models only see them upscaled (the
-shipped tower runs at 128x96 for that reason) and end on a 4x3 map. The nets here take the
+tower shipped before this one ran MobileNetV3-small at 128x96 for that reason) and end on a 4x3 map. The nets here take the
 photo near its own size and reduce it by 16: a 3x3 stem at stride 2 and residual stages of
 plain 3x3 convolutions (dense convolutions, which a CPU runs far better per operation than the
 depthwise ones MobileNets are made of). They are built from timm's own bring-your-own-blocks

@@ -1,7 +1,8 @@
 """Locked-text contrastive training of the catalogue image tower.
 
 The packaged MiniLM stays frozen; a small image encoder (OpenCLIP config
-``catalogue-tower``: timm ``mobilenetv3_small_100``, its classifier as the projection to 384-d) learns to put
+``catalogue-tower``: ``catalogue_resnet_small`` from ``hybrid_core.tower_nets`` at 80x64, or any timm
+model, its classifier as the projection to 384-d) learns to put
 a product photo next to the MiniLM vector of its title, with the symmetric InfoNCE
 loss over in-batch negatives and a learnable temperature. Because the OpenCLIP text
 tower of ``catalogue-tower`` *is* MiniLM (mean pooling, no projection), the image
@@ -79,8 +80,8 @@ class TrainConfig:
     threads: int = 2
     limit: int | None = None  # train on the first N products only (smoke tests)
     # the image tower: any timm model, at a size near the photos' own (Myntra's are 60x80)
-    architecture: str = "mobilenetv3_small_100"
-    image_size: tuple[int, int] = (128, 96)  # (height, width)
+    architecture: str = "catalogue_resnet_small"  # hybrid_core/tower_nets.py
+    image_size: tuple[int, int] = (80, 64)  # (height, width)
     projection: str = ""  # "": the timm classifier is the projection; "linear"/"mlp": OpenCLIP's head
     drop: float = 0.0  # dropout before OpenCLIP's projection head
     drop_path: float = 0.05
