@@ -1,4 +1,5 @@
-"""docs/benchmarks.md from benchmarks/results/*.json (written by indexing.py, query.py and load.py).
+"""docs/benchmarks.md from benchmarks/results/*.json (written by indexing.py, query.py, load.py and tower_step.py)
+and the hand-kept sections in benchmarks/results/*.md (tower_loading.py prints its figures).
 
     .venv/bin/python benchmarks/report.py
 """
@@ -107,6 +108,21 @@ def render() -> str:
                   f"{sum(r['errors'].values())} errors**, {r['searches_per_s']:.1f} searches/s, p50 {_ms(r['latency_ms']['p50'])} ms, "
                   f"**p95 {_ms(r['latency_ms']['p95'])} ms**, p99 {_ms(r['latency_ms']['p99'])} ms; the worker kept running: "
                   f"{r['worker_alive_after']}.", ""]
+    step = RESULTS / "tower_step.json"
+    if step.exists():
+        r = json.loads(step.read_text())
+        lines += ["## One training step of the image tower", "",
+                  "`python benchmarks/tower_step.py` (augmentation, channels-last forward pass, InfoNCE, backward, AdamW; "
+                  f"{r['batch']}-photo batches of synthetic photos, {r['steps']} steps after warm-up, {r['threads']} threads, "
+                  "every architecture in one run)", "",
+                  "| architecture | input (h × w) | parameters | s per step | vs first |", "| --- | --- | ---: | ---: | ---: |"]
+        for row in r["rows"]:
+            lines.append(f"| `{row['architecture']}` | {row['image_size'][0]}×{row['image_size'][1]} | {row['parameters'] / 1e6:.2f} M | "
+                         f"{row['step_s']:.3f} | {row['vs_first']:.2f}× |")
+        lines.append("")
+    # sections whose script prints its figures instead of writing JSON are kept as written beside the results
+    for notes in sorted(RESULTS.glob("*.md")):
+        lines += [notes.read_text().rstrip(), ""]
     machine = machine or {"cpus": None}
     lines += ["## Machine", "", f"{machine.get('cpus')} CPU cores, no GPU, 24 GB; Python {machine.get('python', platform.python_version())}; "
               f"{machine.get('platform', platform.platform())}. Redis 7 on loopback. torch 2.14.1 (CPU)."]
