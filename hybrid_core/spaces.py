@@ -444,8 +444,9 @@ PACKAGED_TOWER = Path(__file__).parent / "model_weights" / "catalogue-tower-visu
 
 def catalogue_tower_spec(weights: str | Path | None = PACKAGED_TOWER, *, device: str = "cpu") -> SpaceSpec:
     """The project's own image tower: OpenCLIP ``catalogue-tower`` (a residual CNN for 80x64
-    thumbnails, ``hybrid_core.tower_nets``, as image tower; the packaged MiniLM as text tower), so its joint space is the MiniLM text space. ``weights=None``
-    gives the untrained architecture (training starts there)."""
+    thumbnails, ``hybrid_core.tower_nets``, as image tower; the packaged MiniLM as text tower), so
+    its joint space is the MiniLM text space. ``weights=None`` gives the untrained architecture
+    (training starts there)."""
     return SpaceSpec(
         name="image",
         kind="open_clip",

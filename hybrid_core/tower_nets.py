@@ -2,8 +2,8 @@
 
 ImageNet models (MobileNetV3, ResNet) reduce a 224-pixel input by 4 before their first stage
 and by 32 in all; Myntra's photos are 60x80, so those models only see them upscaled (the
-tower shipped before this one ran MobileNetV3-small at 128x96 for that reason) and end on a 4x3 map. The nets here take the
-photo near its own size and reduce it by 16: a 3x3 stem at stride 2 and residual stages of
+tower shipped before this one ran MobileNetV3-small at 128x96 for that reason) and end on a
+4x3 map. The nets here take the photo near its own size and reduce it by 16: a 3x3 stem at stride 2 and residual stages of
 plain 3x3 convolutions (dense convolutions, which a CPU runs far better per operation than the
 depthwise ones MobileNets are made of). They are built from timm's own bring-your-own-blocks
 network (``ByobNet``) and registered under a timm name, so an OpenCLIP model config names them
@@ -20,8 +20,8 @@ from timm.models import build_model_with_cfg, register_model
 from timm.models.byobnet import ByobNet, ByoBlockCfg, ByoModelCfg
 
 ARCHITECTURES: dict[str, ByoModelCfg] = {
-    # 1.8 M parameters; a 256-photo training step at 80x64 costs about what MobileNetV3-small's
-    # does at 128x96 on this CPU
+    # 1.9 M parameters with the 384-d projection, as many as MobileNetV3-small; a 256-photo
+    # training step at 80x64 costs 1.22x what that model's does at 128x96 (benchmarks/tower_step.py)
     "catalogue_resnet_small": ByoModelCfg(
         blocks=(
             ByoBlockCfg(type="basic", d=1, c=32, s=1),
