@@ -226,7 +226,7 @@ def search(ctx, text, image, filters, fusion, weights, normalizer, rank_constant
         on_es = settings.store == "elasticsearch"
         if show_request:
             store = settings.open_store() if on_es else _RequestOnly(settings.es_alias)
-            searcher = ElasticsearchHybridSearcher(store, layout, text_space, image_space, mode=mode)
+            searcher = ElasticsearchHybridSearcher(store, layout, text_space, image_space, mode=mode, vector_synonyms=settings.vector_synonyms)
             used, request, _ = searcher.requests(query)
             if not on_es and mode == "auto":
                 console.print(f"no cluster to ask (embedded store): showing the {used} mode")
@@ -237,9 +237,9 @@ def search(ctx, text, image, filters, fusion, weights, normalizer, rank_constant
             return
         store = settings.open_store()
         if on_es:
-            searcher = ElasticsearchHybridSearcher(store, layout, text_space, image_space, mode=mode)
+            searcher = ElasticsearchHybridSearcher(store, layout, text_space, image_space, mode=mode, vector_synonyms=settings.vector_synonyms)
         else:
-            searcher = HybridSearcher(store, layout, text_space, image_space)
+            searcher = HybridSearcher(store, layout, text_space, image_space, vector_synonyms=settings.vector_synonyms)
         result = searcher.search(query)
     except SearchError as exc:
         _fail(str(exc))
@@ -554,13 +554,13 @@ def _evaluation_searcher(ctx, catalogue: Path, variant: str, out_dir: Path, stor
         es_settings = replace(settings, store="elasticsearch", es_alias=f"{settings.es_alias}-eval-{variant}", es_refresh="wait_for")
         store = es_settings.open_store()
         store.ensure_index()
-        searcher = ElasticsearchHybridSearcher(store, layout, text_space, image_space, mode="auto")
+        searcher = ElasticsearchHybridSearcher(store, layout, text_space, image_space, mode="auto", vector_synonyms=settings.vector_synonyms)
     else:
         from hybrid_core.stores.embedded import EmbeddedStore
 
         tag = hashlib.sha256(json.dumps(layout.signature(), sort_keys=True).encode()).hexdigest()[:8]
         store = EmbeddedStore(out_dir / f"test-{variant}-{tag}.sqlite", layout)
-        searcher = HybridSearcher(store, layout, text_space, image_space)
+        searcher = HybridSearcher(store, layout, text_space, image_space, vector_synonyms=settings.vector_synonyms)
     runtime = IndexingRuntime(store, layout, text_space, image_space, ImageLimits())
     task = progress.add_task(f"indexing test split ({variant}, {store_kind})", total=None)
     count = index_test_split(catalogue, store, runtime, variant, progress=lambda n: progress.advance(task, n))

@@ -82,6 +82,9 @@ class Settings:
     # search-time synonyms for BM25: "packaged" (the fashion list shipped in hybrid_core/lexicons),
     # "none", or a file of Solr-format rules (hybrid_core.synonyms)
     synonyms: str = PACKAGED
+    # the same rules for the vector legs: they embed the query in each rule's canonical wording
+    # (``ladies tee`` -> ``women t shirt``; SynonymRules.canonical); False embeds the text as typed
+    vector_synonyms: bool = True
 
     def __post_init__(self) -> None:
         if self.store not in STORES:
@@ -167,6 +170,7 @@ class Settings:
             ("es_refresh", str),
             ("fusion_profile", str),
             ("synonyms", str),
+            ("vector_synonyms", _flag),
             ("image_max_bytes", int),
             ("image_timeout_s", float),
             ("image_allow_private_networks", _flag),

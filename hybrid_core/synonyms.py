@@ -1,11 +1,15 @@
-"""Search-time synonyms: one rule list for Elasticsearch's analyzer and the embedded store.
+"""Search-time synonyms: one rule list for Elasticsearch's analyzer, the embedded store and the
+words the vector legs embed.
 
 Vocabulary mismatch is where BM25 loses most: a shopper types ``ladies``, ``gray`` or
-``wristwatch`` and the titles say ``women``, ``grey`` and ``watch``. The vector legs shrug
-that off; BM25 scores those words zero. Elasticsearch's answer is a ``synonym_graph``
-filter in the *search* analyzer (rules can change without reindexing), and this module
-holds the rules in the format that filter reads (Solr's), so the same list is rendered
-into ``mappings/products.json`` and applied by the embedded store at query time.
+``wristwatch`` and the titles say ``women``, ``grey`` and ``watch``. BM25 scores those words
+zero; the vector legs lose less, but lose too (a dense encoder puts ``joggers`` near, not on,
+``track pants``). Elasticsearch's answer for BM25 is a ``synonym_graph`` filter in the
+*search* analyzer (rules can change without reindexing), and this module holds the rules in
+the format that filter reads (Solr's), so the same list is rendered into
+``mappings/products.json`` and applied by the embedded store at query time. The vector legs
+embed the query with each matched phrase in its rule's canonical wording (``canonical``),
+which the searcher does before encoding, whichever store answers.
 
 Rules, one per line, ``#`` starts a comment:
 
@@ -64,6 +68,9 @@ class SynonymRules:
     def __init__(self, lines: tuple[str, ...] | list[str], *, source: str = "synonyms") -> None:
         self.lines = tuple(lines)
         self._map: dict[tuple[str, ...], set[tuple[str, ...]]] = {}
+        # each phrase's canonical wording: the first phrase of the first rule that rewrites it
+        # (an equivalence's first phrase, an explicit rule's first target)
+        self._canonical: dict[tuple[str, ...], tuple[str, ...]] = {}
         for number, line in enumerate(self.lines, 1):
             rule = line.split("#", 1)[0].strip()
             if not rule:
@@ -79,6 +86,7 @@ class SynonymRules:
                 raise ConfigError(f"{source} line {number}: {line!r} names one phrase; a rule needs two or more")
             for phrase in sources:
                 self._map.setdefault(phrase, set()).update(targets)
+                self._canonical.setdefault(phrase, targets[0])
         self._longest = max((len(p) for p in self._map), default=0)
 
     def __bool__(self) -> bool:
@@ -104,6 +112,21 @@ class SynonymRules:
                 clauses.append(Clause(((tokens[i],),), (tokens[i],)))
                 i += 1
         return clauses
+
+
+    def canonical(self, text: str) -> str:
+        """``text`` with every phrase a rule matches put in its rule's canonical wording (``ladies
+        tee`` -> ``women t shirt``), for the legs that embed the query rather than match its words.
+
+        A dense encoder places ``joggers`` or ``rucksack`` near, not on, ``track pants`` and
+        ``backpack``, and the catalogue's vectors were made from its own wording; BM25 gets the
+        same rules as alternatives (``expand``), the vector legs one wording, the first phrase of
+        each line. ``text`` comes back unchanged (case and punctuation kept) when nothing in it
+        needs rewriting; otherwise as its lower-cased words, the matched phrases replaced."""
+        clauses = self.expand(text)
+        if all(self._canonical.get(c.matched, c.matched) == c.matched for c in clauses):
+            return text
+        return " ".join(" ".join(self._canonical.get(c.matched, c.matched)) for c in clauses)
 
 
 def _phrases(part: str, source: str, number: int, line: str) -> list[tuple[str, ...]]:

@@ -26,6 +26,7 @@ from hybrid_core.layout import FieldLayout
 from hybrid_core.results import Hit, LegScore, SearchResult
 from hybrid_core.spaces import EmbeddingSpace, shares_text_tower
 from hybrid_core.stores.base import ExistingDoc, RankedIds, Store
+from hybrid_core.synonyms import SynonymRules
 from hybrid_core.vectors import unit
 from query_builder.diversify import mmr
 from query_builder.feedback import LEG as FEEDBACK_LEG
@@ -74,16 +75,20 @@ class HybridSearcher:
         *,
         image_limits: ImageLimits | None = None,
         parallel_legs: bool | None = None,
+        vector_synonyms: bool = True,
     ) -> None:
         """``parallel_legs``: run the legs in threads; by default where the store says it pays
         (``Store.concurrent_legs``: Elasticsearch round trips overlap, the embedded store's
-        sub-millisecond legs do not, a thread hand-off costs more than it saves)."""
+        sub-millisecond legs do not, a thread hand-off costs more than it saves).
+        ``vector_synonyms``: the vector legs embed the query in the layout's synonym rules'
+        canonical wording (``SynonymRules.canonical``; BM25 gets the rules either way)."""
         self.store = store
         self.layout = layout
         self.text_space = text_space
         self.image_space = image_space
         self.image_limits = image_limits or ImageLimits()
         self.parallel_legs = parallel_legs
+        self._rules = SynonymRules(layout.synonyms) if vector_synonyms and layout.synonyms else None
 
     # -- encoding --------------------------------------------------------------------------
 
@@ -103,18 +108,28 @@ class HybridSearcher:
             return image.convert("RGB")
         raise ValidationError(f"query image must be a path, bytes or a PIL image, got {type(image).__name__}")
 
+    def vector_text(self, text: str) -> str:
+        """The words the vector legs embed for a query's ``text``."""
+        return self._rules.canonical(text) if self._rules is not None else text
+
+    def rewrites(self, query: HybridQuery) -> dict[str, str]:
+        """For ``SearchResult.fusion``: what the vector legs embedded, where it is not the query's text."""
+        embedded = self.vector_text(query.text) if query.text else None
+        return {"vector_text": embedded} if embedded is not None and embedded != query.text else {}
+
     def encode(self, query: HybridQuery, wanted: set[str]) -> QueryVectors:
         """Encode only what the wanted legs need."""
         vectors = QueryVectors()
-        if query.text and "text" in wanted:
-            vectors.text = self.text_space.embed_query(query.text)
+        text = self.vector_text(query.text) if query.text else None
+        if text and "text" in wanted:
+            vectors.text = self.text_space.embed_query(text)
         if self.image_space is None:
             return vectors
-        if query.text and wanted & {"cross", "product"}:
+        if text and wanted & {"cross", "product"}:
             if shares_text_tower(self.image_space, self.text_space):
-                vectors.cross = vectors.text if vectors.text is not None else self.text_space.embed_query(query.text)
+                vectors.cross = vectors.text if vectors.text is not None else self.text_space.embed_query(text)
             else:
-                vectors.cross = self.image_space.embed_query(query.text)
+                vectors.cross = self.image_space.embed_query(text)
         if query.image is not None and wanted & {"image", "product"}:
             try:
                 picture = self._query_image(query.image)
@@ -276,7 +291,7 @@ class HybridSearcher:
         return SearchResult(
             hits=hits,
             legs={name: len(ranked) for name, ranked in results.items()},
-            fusion=fusion_report(query),
+            fusion=fusion_report(query, **self.rewrites(query)),
             took_ms={"encode": 1000 * (t1 - t0), "legs": 1000 * (t2 - t1), "fuse_and_fetch": 1000 * (t3 - t2)},
         )
 

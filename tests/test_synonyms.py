@@ -7,14 +7,17 @@ import dataclasses
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from hybrid_core.config import Settings
 from hybrid_core.errors import ConfigError
-from hybrid_core.layout import SEARCH_ANALYZER
+from hybrid_core.layout import SEARCH_ANALYZER, build_layout
 from hybrid_core.stores.embedded import EmbeddedStore
 from hybrid_core.stores.lexical import LexicalIndex, fts5_idf, fts5_term_score
 from hybrid_core.synonyms import SynonymRules, load, words
+from query_builder.query import HybridQuery
+from query_builder.searcher import HybridSearcher
 from tests.test_embedded_store import make_doc
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,6 +39,41 @@ def test_equivalent_and_explicit_rules_expand_by_longest_match():
     assert not clauses[4].is_synonym and clauses[4].alternatives == (("red",),)
     # explicit rules map one way only
     assert not rules.expand("jeans")[0].is_synonym
+
+
+def test_canonical_wording_puts_each_matched_phrase_in_its_rules_first_phrase():
+    rules = SynonymRules(["women, ladies, female", "t shirt, tshirt, tee", "undershirt => vest, undershirt", "tee, golf tee"])
+    assert rules.canonical("Ladies TEE") == "women t shirt"
+    assert rules.canonical("female tshirt, size M") == "women t shirt size m"  # rewritten: lower-cased words
+    assert rules.canonical("undershirt") == "vest"  # an explicit rule's first target
+    assert rules.canonical("tee") == "t shirt"  # the first rule naming a phrase decides
+    # nothing to rewrite (canonical words, or none a rule knows): the text exactly as typed
+    assert rules.canonical("T-Shirt for Women!") == "T-Shirt for Women!"
+    assert rules.canonical("Red Kurta") == "Red Kurta"
+    assert SynonymRules([]).canonical("ladies tee") == "ladies tee"
+
+
+def test_the_vector_legs_embed_the_canonical_wording_unless_turned_off(tmp_path, text_space):
+    layout = build_layout(text_space.spec, None, load("packaged"))
+    store = EmbeddedStore(tmp_path / "t.sqlite", layout)
+    titles = {"p1": "Wildcraft Unisex Blue Backpack", "p2": "Nike Men Grey Track Pants", "p3": "Puma Women Red Tshirt"}
+    store.write([make_doc(layout, pid, 1, title=title, seed=i) for i, (pid, title) in enumerate(titles.items())], [])
+    query = HybridQuery(text="Gray joggers for gents", legs=("bm25", "text"))
+
+    on = HybridSearcher(store, layout, text_space)
+    vectors = on.encode(query, {"text"})
+    assert np.allclose(vectors.text, text_space.embed_query("grey track pants for men"))
+    assert on.search(query).fusion["vector_text"] == "grey track pants for men"
+
+    off = HybridSearcher(store, layout, text_space, vector_synonyms=False)
+    assert np.allclose(off.encode(query, {"text"}).text, text_space.embed_query("Gray joggers for gents"))
+    assert "vector_text" not in off.search(query).fusion
+    # BM25 reads the rules as alternatives either way: the same leg with and without
+    assert on.leg_results(query)["bm25"] == off.leg_results(query)["bm25"]
+    # a query in canonical words is embedded as typed and reported as nothing rewritten
+    assert "vector_text" not in on.search(HybridQuery(text="grey track pants", legs=("text",))).fusion
+    assert Settings().vector_synonyms and not Settings.from_env({"HYBRID_SEARCH_VECTOR_SYNONYMS": "false"}).vector_synonyms
+    store.close()
 
 
 @pytest.mark.parametrize(
