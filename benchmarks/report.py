@@ -114,11 +114,12 @@ def render() -> str:
         lines += ["## One training step of the image tower", "",
                   "`python benchmarks/tower_step.py` (augmentation, channels-last forward pass, InfoNCE, backward, AdamW; "
                   f"{r['batch']}-photo batches of synthetic photos, {r['steps']} steps after warm-up, {r['threads']} threads, "
-                  "every architecture in one run)", "",
-                  "| architecture | input (h × w) | parameters | s per step | vs first |", "| --- | --- | ---: | ---: | ---: |"]
+                  "every architecture in one run"
+                  + ("; this CPU has AMX tiles" if r.get("cpu_amx") else "; this CPU has no AMX tiles" if "cpu_amx" in r else "") + ")", "",
+                  "| architecture | input (h × w) | precision | parameters | s per step | vs first |", "| --- | --- | --- | ---: | ---: | ---: |"]
         for row in r["rows"]:
-            lines.append(f"| `{row['architecture']}` | {row['image_size'][0]}×{row['image_size'][1]} | {row['parameters'] / 1e6:.2f} M | "
-                         f"{row['step_s']:.3f} | {row['vs_first']:.2f}× |")
+            lines.append(f"| `{row['architecture']}` | {row['image_size'][0]}×{row['image_size'][1]} | {row.get('precision', 'fp32')} | "
+                         f"{row['parameters'] / 1e6:.2f} M | {row['step_s']:.3f} | {row['vs_first']:.2f}× |")
         lines.append("")
     # sections whose script prints its figures instead of writing JSON are kept as written beside the results
     for notes in sorted(RESULTS.glob("*.md")):

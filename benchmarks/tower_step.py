@@ -5,6 +5,10 @@ on what the pixels show). A run's epoch is about 130 such steps plus validation,
 decides how many epochs fit in the training budget.
 
     python benchmarks/tower_step.py [--arch mobilenetv3_small_100:128x96 --arch catalogue_resnet_small:80x64]
+        [--precision fp32 --precision bf16]
+
+``--precision bf16`` runs the forward pass under CPU autocast, as ``train-image-tower --precision
+bf16`` does (``auto`` there picks it where the CPU has AMX tiles).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import click
 DEFAULT = ("mobilenetv3_small_100:128x96", "catalogue_resnet_small:80x64")
 
 
-def _step_seconds(architecture: str, size: tuple[int, int], batch: int, warmup: int, steps: int) -> dict:
+def _step_seconds(architecture: str, size: tuple[int, int], precision: str, batch: int, warmup: int, steps: int) -> dict:
     import torch
     import torch.nn.functional as F
 
@@ -41,7 +45,9 @@ def _step_seconds(architecture: str, size: tuple[int, int], batch: int, warmup: 
 
     def step() -> None:
         images = augment(photos, generator).contiguous(memory_format=torch.channels_last)
-        logits = scale.exp() * F.normalize(visual(images), dim=-1) @ targets.T
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            features = visual(images)
+        logits = scale.exp() * F.normalize(features.float(), dim=-1) @ targets.T
         loss = contrastive_loss(logits, targets @ targets.T > 0.97, multi_positive=True)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -56,19 +62,28 @@ def _step_seconds(architecture: str, size: tuple[int, int], batch: int, warmup: 
     return {
         "architecture": architecture,
         "image_size": list(size),
+        "precision": precision,
         "parameters": sum(p.numel() for p in visual.parameters()),
         "step_s": round(seconds, 3),
     }
 
 
+def _has_amx() -> bool:
+    import torch
+
+    return bool(torch.cpu._is_amx_tile_supported())
+
+
 @click.command()
 @click.option("--arch", "archs", multiple=True, default=DEFAULT, show_default=True, help="ARCHITECTURE:HEIGHTxWIDTH, repeatable.")
+@click.option("--precision", "precisions", multiple=True, type=click.Choice(["fp32", "bf16"]), default=("fp32",), show_default=True,
+              help="Repeatable: each architecture is timed at each.")
 @click.option("--batch", type=int, default=256, show_default=True)
 @click.option("--warmup", type=int, default=3, show_default=True)
 @click.option("--steps", type=int, default=8, show_default=True)
 @click.option("--threads", type=int, default=2, show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False), default="benchmarks/results/tower_step.json", show_default=True)
-def main(archs: tuple[str, ...], batch: int, warmup: int, steps: int, threads: int, out: str) -> None:
+def main(archs: tuple[str, ...], precisions: tuple[str, ...], batch: int, warmup: int, steps: int, threads: int, out: str) -> None:
     import torch
 
     torch.set_num_threads(threads)
@@ -76,13 +91,17 @@ def main(archs: tuple[str, ...], batch: int, warmup: int, steps: int, threads: i
     for spec in archs:
         architecture, _, size = spec.partition(":")
         height, width = (int(v) for v in size.lower().split("x"))
-        row = _step_seconds(architecture, (height, width), batch, warmup, steps)
-        rows.append(row)
-        click.echo(f"{architecture} at {height}x{width}: {row['step_s']:.3f} s per {batch}-photo step, {row['parameters'] / 1e6:.2f} M parameters")
+        for precision in precisions:
+            row = _step_seconds(architecture, (height, width), precision, batch, warmup, steps)
+            rows.append(row)
+            click.echo(
+                f"{architecture} at {height}x{width}, {precision}: {row['step_s']:.3f} s per {batch}-photo step, "
+                f"{row['parameters'] / 1e6:.2f} M parameters"
+            )
     base = rows[0]["step_s"]
     for row in rows:
         row["vs_first"] = round(row["step_s"] / base, 2)
-    Path(out).write_text(json.dumps({"batch": batch, "threads": threads, "steps": steps, "rows": rows}, indent=2) + "\n")
+    Path(out).write_text(json.dumps({"batch": batch, "cpu_amx": _has_amx(), "threads": threads, "steps": steps, "rows": rows}, indent=2) + "\n")
     click.echo(f"written: {out}")
 
 

@@ -453,6 +453,8 @@ def mappings(ctx) -> None:
 @click.option("--caption-weight", type=click.FloatRange(min=0), default=0.5, show_default=True, help="Weight of the caption loss term.")
 @click.option("--title-bank-weight", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Weight of a loss term scoring each photo against every training title, not just the batch's (0: off).")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="fp32", show_default=True,
+              help="Forward-pass arithmetic: bf16 autocast (auto: where the CPU has AMX tiles) runs the thumbnail nets' steps about 1.7x faster.")
 def train_image_tower(
     catalogue,
     out_dir,
@@ -478,6 +480,7 @@ def train_image_tower(
     caption_fields,
     caption_weight,
     title_bank_weight,
+    precision,
 ) -> None:
     """Train the catalogue image tower against the frozen MiniLM (train split only; resumes from --out).
 
@@ -510,6 +513,7 @@ def train_image_tower(
         caption_fields=tuple(f.strip() for f in caption_fields.split(",") if f.strip()),
         caption_weight=caption_weight,
         title_bank_weight=title_bank_weight,
+        precision=precision,
     )
     with _progress() as progress:
         current: dict[str, Any] = {}

@@ -118,10 +118,10 @@ def test_the_tower_text_encoder_is_minilm(text_space):
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "ema_decay, flip_average, group, captions, bank",
-    [(0.0, False, 1, (), 0.0), (0.99, True, 4, ("gender", "colour", "article_type"), 0.5)],
+    "ema_decay, flip_average, group, captions, bank, precision",
+    [(0.0, False, 1, (), 0.0, "fp32"), (0.99, True, 4, ("gender", "colour", "article_type"), 0.5, "bf16")],
 )
-def test_training_runs_checkpoints_and_resumes(myntra, tmp_path, ema_decay, flip_average, group, captions, bank):
+def test_training_runs_checkpoints_and_resumes(myntra, tmp_path, ema_decay, flip_average, group, captions, bank, precision):
     from tower_training.train import TrainConfig, tower_spec, train
 
     config = TrainConfig(
@@ -136,11 +136,17 @@ def test_training_runs_checkpoints_and_resumes(myntra, tmp_path, ema_decay, flip
         hard_negative_group=group,
         caption_fields=captions,
         title_bank_weight=bank,
+        precision=precision,
     )
     first = train(config)
+    assert first["precision"] == precision and first["history"][0]["precision"] == precision
+    assert np.isfinite(first["history"][0]["loss"])
     assert len(first["history"]) == 1 and (tmp_path / "visual.pt").exists() and (tmp_path / "checkpoint.pt").exists()
-    second = train(TrainConfig(**{**config.__dict__, "epochs": 2}))
+    # precision is how the steps run, not what is trained: a run resumes under the other one
+    other = "fp32" if precision == "bf16" else "bf16"
+    second = train(TrainConfig(**{**config.__dict__, "epochs": 2, "precision": other}))
     assert [h["epoch"] for h in second["history"]] == [1, 2]
+    assert [h["precision"] for h in second["history"]] == [precision, other]
     assert [json.loads(line)["epoch"] for line in (tmp_path / "log.jsonl").read_text().splitlines()] == [1, 2]
     assert first["train_products"] + first["val_products"] == 400
     with pytest.raises(ValueError, match="another configuration"):
@@ -150,7 +156,8 @@ def test_training_runs_checkpoints_and_resumes(myntra, tmp_path, ema_decay, flip
     if not ema_decay and not flip_average:
         # a checkpoint written before these options existed resumes as if made with their defaults
         state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
-        for option in ("ema_decay", "flip_average", "hard_negative_group", "hard_negative_pool", "caption_fields", "caption_weight", "title_bank_weight"):
+        for option in ("ema_decay", "flip_average", "hard_negative_group", "hard_negative_pool", "caption_fields", "caption_weight",
+                       "title_bank_weight", "precision"):
             del state["config"][option]
         torch.save(state, tmp_path / "checkpoint.pt")
         assert [h["epoch"] for h in train(TrainConfig(**{**config.__dict__, "epochs": 3}))["history"]] == [1, 2, 3]
@@ -302,6 +309,15 @@ def test_a_time_budget_shortens_the_schedule_never_lengthens_it():
     assert planned_epochs(10, 3, 0, 1, 3600) == 10  # never more than asked
 
 
+def test_precision_auto_is_bf16_only_where_the_cpu_has_amx_tiles():
+    from tower_training.train import resolve_precision
+
+    assert resolve_precision("auto") == ("bf16" if torch.cpu._is_amx_tile_supported() else "fp32")
+    assert resolve_precision("fp32") == "fp32" and resolve_precision("bf16") == "bf16"
+    with pytest.raises(ValueError, match="precision 'fp16'"):
+        resolve_precision("fp16")
+
+
 @pytest.mark.slow
 def test_training_within_a_time_budget_ends_early_and_resumes_on_the_short_schedule(myntra, tmp_path):
     from tower_training.train import TrainConfig, train
@@ -316,14 +332,15 @@ def test_training_within_a_time_budget_ends_early_and_resumes_on_the_short_sched
     assert [h["epoch"] for h in longer["history"]] == [1, 2] and longer["planned_epochs"] == 2
 
 
-def test_the_catalogues_own_architecture_loads_through_openclip_and_round_trips_its_weights(tmp_path):
-    """``catalogue_resnet_small`` is registered with timm, so an OpenCLIP config naming it loads like
+@pytest.mark.parametrize("architecture", ["catalogue_resnet_small", "catalogue_resnet_medium"])
+def test_the_catalogues_own_architecture_loads_through_openclip_and_round_trips_its_weights(tmp_path, architecture):
+    """``catalogue_resnet_*`` are registered with timm, so an OpenCLIP config naming one loads like
     any timm tower, and exported weights load back strictly with the same vectors."""
     import timm
 
     from tower_training.train import TrainConfig, _check_forward, export, tower_model_config, tower_spec
 
-    config = TrainConfig("unused.jsonl", str(tmp_path), architecture="catalogue_resnet_small", image_size=(80, 64))
+    config = TrainConfig("unused.jsonl", str(tmp_path), architecture=architecture, image_size=(80, 64))
     written = tmp_path / "catalogue-tower.json"
     written.write_text(json.dumps(tower_model_config(config)))
     model, _ = EmbeddingSpace(tower_spec(None, model_config=written)).load().open_clip_model()
@@ -338,6 +355,6 @@ def test_the_catalogues_own_architecture_loads_through_openclip_and_round_trips_
         # float16 export: the loaded tower is the trained one to half precision
         cosine = torch.nn.functional.cosine_similarity(loaded.visual(photos), model.visual(photos))
     assert float(cosine.min()) > 0.999
-    assert "catalogue_resnet_small" in timm.list_models("catalogue_*")
+    assert architecture in timm.list_models("catalogue_*")
     with pytest.raises(ValueError, match="no pretrained weights"):
-        timm.create_model("catalogue_resnet_small", pretrained=True)
+        timm.create_model(architecture, pretrained=True)
