@@ -29,7 +29,7 @@ def _step_seconds(architecture: str, size: tuple[int, int], precision: str, batc
 
     from hybrid_core.spaces import EmbeddingSpace
     from tower_training.augment import augment
-    from tower_training.train import TrainConfig, contrastive_loss, tower_model_config, tower_spec
+    from tower_training.train import TrainConfig, contrastive_loss, embed_for_training, tower_model_config, tower_spec
 
     with tempfile.TemporaryDirectory() as tmp:  # a model config's file name is its model name
         config = TrainConfig("unused.jsonl", tmp, architecture=architecture, image_size=size)
@@ -45,9 +45,7 @@ def _step_seconds(architecture: str, size: tuple[int, int], precision: str, batc
 
     def step() -> None:
         images = augment(photos, generator).contiguous(memory_format=torch.channels_last)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-            features = visual(images)
-        logits = scale.exp() * F.normalize(features.float(), dim=-1) @ targets.T
+        logits = scale.exp() * embed_for_training(visual, images, precision) @ targets.T
         loss = contrastive_loss(logits, targets @ targets.T > 0.97, multi_positive=True)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

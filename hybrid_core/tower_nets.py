@@ -14,39 +14,33 @@ space imports it (``hybrid_core.spaces``).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from timm.models import build_model_with_cfg, register_model
 from timm.models.byobnet import ByobNet, ByoBlockCfg, ByoModelCfg
 
+_SMALL = ByoModelCfg(
+    blocks=(
+        ByoBlockCfg(type="basic", d=1, c=32, s=1),
+        ByoBlockCfg(type="basic", d=2, c=64, s=2),
+        ByoBlockCfg(type="basic", d=2, c=128, s=2),
+        ByoBlockCfg(type="basic", d=1, c=256, s=2),
+    ),
+    stem_chs=24,
+    stem_type="3x3",
+    stem_pool="",
+    num_features=512,
+)
+
 ARCHITECTURES: dict[str, ByoModelCfg] = {
     # 1.9 M parameters with the 384-d projection, as many as MobileNetV3-small; a 256-photo
     # training step at 80x64 costs 1.22x what that model's does at 128x96 (benchmarks/tower_step.py)
-    "catalogue_resnet_small": ByoModelCfg(
-        blocks=(
-            ByoBlockCfg(type="basic", d=1, c=32, s=1),
-            ByoBlockCfg(type="basic", d=2, c=64, s=2),
-            ByoBlockCfg(type="basic", d=2, c=128, s=2),
-            ByoBlockCfg(type="basic", d=1, c=256, s=2),
-        ),
-        stem_chs=24,
-        stem_type="3x3",
-        stem_pool="",
-        num_features=512,
-    ),
+    "catalogue_resnet_small": _SMALL,
     # the small net with one more block in each of its two low-resolution stages (10x8 and 5x4
     # maps at 80x64): 3.4 M parameters, about 30 % more arithmetic per photo
-    "catalogue_resnet_medium": ByoModelCfg(
-        blocks=(
-            ByoBlockCfg(type="basic", d=1, c=32, s=1),
-            ByoBlockCfg(type="basic", d=2, c=64, s=2),
-            ByoBlockCfg(type="basic", d=3, c=128, s=2),
-            ByoBlockCfg(type="basic", d=2, c=256, s=2),
-        ),
-        stem_chs=24,
-        stem_type="3x3",
-        stem_pool="",
-        num_features=512,
+    "catalogue_resnet_medium": replace(
+        _SMALL, blocks=tuple(replace(b, d=d) for b, d in zip(_SMALL.blocks, (1, 2, 3, 2)))
     ),
 }
 

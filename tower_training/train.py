@@ -138,6 +138,14 @@ def resolve_precision(precision: str) -> str:
     return precision
 
 
+def embed_for_training(visual: torch.nn.Module, images: torch.Tensor, precision: str) -> torch.Tensor:
+    """Unit image vectors of a training step, the forward pass in ``precision`` (resolved) and
+    the result in float32 for the loss."""
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+        features = visual(images)
+    return F.normalize(features.float(), dim=-1)
+
+
 def _recall_at(image_vectors: torch.Tensor, text_vectors: torch.Tensor, k: int = 10) -> float:
     """Share of titles whose own photo is among the k nearest images."""
     sims = text_vectors @ image_vectors.T
@@ -348,9 +356,7 @@ def train(
             images = augment(train_data.images[index], generator, strength=config.augment_strength)
             images = images.contiguous(memory_format=torch.channels_last)
             targets = train_data.text_vectors[index]
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-                features = visual(images)
-            embedded = F.normalize(features.float(), dim=-1)
+            embedded = embed_for_training(visual, images, precision)
             logits = logit_scale.exp().clamp(max=100) * embedded @ targets.T
             loss = contrastive_loss(logits, targets @ targets.T > config.false_negative_threshold, multi_positive=config.multi_positive)
             if caption_vectors is not None:
