@@ -112,7 +112,7 @@ def render() -> str:
     if step.exists():
         r = json.loads(step.read_text())
         lines += ["## One training step of the image tower", "",
-                  "`python benchmarks/tower_step.py` (augmentation, channels-last forward pass, InfoNCE, backward, AdamW; "
+                  f"`{r.get('command', 'python benchmarks/tower_step.py').strip()}` (augmentation, channels-last forward pass, InfoNCE, backward, AdamW; "
                   f"{r['batch']}-photo batches of synthetic photos, {r['steps']} steps after warm-up, {r['threads']} threads, "
                   "every architecture in one run"
                   + ("; this CPU has AMX tiles" if r.get("cpu_amx") else "; this CPU has no AMX tiles" if "cpu_amx" in r else "") + ")", "",

@@ -14,6 +14,7 @@ bf16`` does (``auto`` there picks it where the CPU has AMX tiles).
 from __future__ import annotations
 
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -99,7 +100,11 @@ def main(archs: tuple[str, ...], precisions: tuple[str, ...], batch: int, warmup
     base = rows[0]["step_s"]
     for row in rows:
         row["vs_first"] = round(row["step_s"] / base, 2)
-    Path(out).write_text(json.dumps({"batch": batch, "cpu_amx": _has_amx(), "threads": threads, "steps": steps, "rows": rows}, indent=2) + "\n")
+    result = {
+        "command": "python benchmarks/tower_step.py " + " ".join(sys.argv[1:]),
+        "batch": batch, "cpu_amx": _has_amx(), "threads": threads, "steps": steps, "rows": rows,
+    }
+    Path(out).write_text(json.dumps(result, indent=2) + "\n")
     click.echo(f"written: {out}")
 
 
