@@ -427,8 +427,8 @@ def mappings(ctx) -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=int, default=2, show_default=True)
 @click.option("--limit", type=int, default=None, help="Use only the first N train products (smoke runs).")
-@click.option("--architecture", default="catalogue_resnet_small", show_default=True,
-              help="hybrid_core/tower_nets.py's catalogue_resnet_small (for photos of about 80x64) or any timm image model.")
+@click.option("--architecture", default="catalogue_resnet_medium", show_default=True,
+              help="hybrid_core/tower_nets.py's catalogue_resnet_medium or _small (for photos of about 80x64) or any timm image model.")
 @click.option("--image-size", nargs=2, type=int, default=(80, 64), show_default=True, help="Height and width fed to the tower.")
 @click.option("--projection", type=click.Choice(["", "linear", "mlp"]), default="", help="'' uses the timm classifier as the projection.")
 @click.option("--drop", type=float, default=0.0, show_default=True, help="Dropout before a linear/mlp projection.")
@@ -446,15 +446,16 @@ def mappings(ctx) -> None:
     help="1: random batches; G: batches of random anchors each with G-1 look-alike (not identical) titles.",
 )
 @click.option("--hard-negative-pool", type=click.IntRange(min=1), default=20, show_default=True, help="Look-alikes are drawn from this many nearest titles.")
-@click.option("--time-budget", "time_budget_min", type=click.FloatRange(min=0, min_open=True), default=55.0, show_default=True,
+@click.option("--time-budget", "time_budget_min", type=click.FloatRange(min=0, min_open=True), default=50.0, show_default=True,
               help="Minutes for the whole run (loading included): after each epoch the schedule is shortened (never lengthened) so it ends in time.")
 @click.option("--caption-fields", default="gender,colour,article_type", show_default=True,
               help="Comma-separated catalogue fields joined into a second text target per photo, e.g. gender,colour,article_type ('': off).")
 @click.option("--caption-weight", type=click.FloatRange(min=0), default=0.5, show_default=True, help="Weight of the caption loss term.")
 @click.option("--title-bank-weight", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Weight of a loss term scoring each photo against every training title, not just the batch's (0: off).")
-@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="fp32", show_default=True,
-              help="Forward-pass arithmetic: bf16 autocast (auto: where the CPU has AMX tiles) runs the thumbnail nets' steps about 1.7x faster.")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
+              help="Forward-pass arithmetic: bf16 autocast runs the thumbnail nets' steps about 1.7x faster where the CPU has AMX tiles "
+                   "and many times slower where it has not; auto picks bf16 only with AMX.")
 def train_image_tower(
     catalogue,
     out_dir,
