@@ -90,7 +90,7 @@ def test_the_packaged_ensemble_config_loads_both_shipped_towers():
     from tests.queue_helpers import REPO
 
     _, image = Settings.from_env({"HYBRID_SEARCH_CONFIG": str(REPO / "configs" / "tower-ensemble.json")}).embedding_spaces()
-    assert "catalogue-tower-small-visual.pt#" in image.model_id and "catalogue-tower-large-visual.pt#" in image.model_id
+    assert "catalogue-tower-visual.pt#" in image.model_id and "catalogue-tower-large-visual.pt#" in image.model_id
     vector = image.embed_images([Image.new("RGB", (60, 80), (200, 30, 30))])
     assert vector.shape == (1, 384) and abs(float(np.linalg.norm(vector)) - 1.0) < 1e-5
 

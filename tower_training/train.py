@@ -1,7 +1,7 @@
 """Locked-text contrastive training of the catalogue image tower.
 
 The packaged MiniLM stays frozen; a small image encoder (OpenCLIP config
-``catalogue-tower``: ``catalogue_resnet_small`` from ``hybrid_core.tower_nets`` at 80x64, or any timm
+``catalogue-tower``: ``catalogue_resnet_medium`` or ``_small`` from ``hybrid_core.tower_nets`` at 80x64, or any timm
 model, its classifier as the projection to 384-d) learns to put
 a product photo next to the MiniLM vector of its title, with the symmetric InfoNCE
 loss over in-batch negatives and a learnable temperature. Because the OpenCLIP text
