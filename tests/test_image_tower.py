@@ -83,6 +83,19 @@ def test_an_ensemble_averages_towers_of_one_joint_space_and_refuses_others(tmp_p
         SpaceSpec(name="text", kind="sentence-transformers", model="m", dims=8, ensemble=[{"model": "tiny-clip-test"}])
 
 
+def test_train_image_tower_defaults_are_the_shipped_towers_recipe():
+    """The README promises that the command's defaults reproduce the shipped tower: its
+    architecture and input size must be the ones the packaged OpenCLIP config names."""
+    from hybrid_cli.main import train_image_tower
+    from tests.queue_helpers import REPO
+
+    shipped = json.loads((REPO / "hybrid_core" / "model_configs" / "catalogue-tower.json").read_text())["vision_cfg"]
+    defaults = {param.name: param.default for param in train_image_tower.params}
+    assert defaults["architecture"] == shipped["timm_model_name"]
+    assert list(defaults["image_size"]) == shipped["image_size"]
+    assert defaults["time_budget_min"] < 60  # issue 4: training takes under an hour
+
+
 def test_the_packaged_ensemble_config_loads_both_shipped_towers():
     from PIL import Image
 
