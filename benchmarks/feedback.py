@@ -20,6 +20,7 @@ from pathlib import Path
 
 import click
 import numpy as np
+from machine import describe as describe_machine  # benchmarks/machine.py, beside this script
 
 
 def _precomputed(base: type) -> type:
@@ -72,7 +73,7 @@ def main(index, queries, images_root, profile, repeats, out_file) -> None:
         for query in group:
             searcher.encode(query, set())
     store.build_graphs()
-    result = {"command": "python benchmarks/feedback.py " + " ".join(sys.argv[1:]), "cpus": os.cpu_count(), "kinds": {}}
+    result = {"command": "python benchmarks/feedback.py " + " ".join(sys.argv[1:]), "machine": describe_machine(), "kinds": {}}
     for kind, group in by_kind.items():
         samples: dict[str, list[float]] = {"without feedback": [], "with feedback": []}
         for _ in range(repeats):

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -32,6 +31,7 @@ from typing import Any
 
 import click
 import psutil
+from machine import describe as describe_machine  # benchmarks/machine.py, beside this script
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -177,7 +177,7 @@ def main(catalogue, split, batch_size, broker, workdir, out_file) -> None:
     bare = bare_run(catalogue_path, products, warmup, batch_size)
     result = {
         "command": "python benchmarks/indexing.py " + " ".join(sys.argv[1:]),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "machine": describe_machine(),
         "products": len(products),
         "queue_worker": queued,
         "bare_model": bare,

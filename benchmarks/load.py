@@ -28,6 +28,7 @@ from pathlib import Path
 
 import click
 import numpy as np
+from machine import describe as describe_machine  # benchmarks/machine.py, beside this script
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -104,7 +105,7 @@ def main(catalogue, queries, clients, seconds, broker, out_file) -> None:
     values = np.asarray(latencies)
     result = {
         "command": "python benchmarks/load.py " + " ".join(sys.argv[1:]),
-        "machine": {"cpus": os.cpu_count()},
+        "machine": describe_machine(),
         "clients": clients, "seconds": seconds, "searches": int(values.size), "errors": dict(errors),
         "searches_per_s": values.size / seconds,
         "latency_ms": {"p50": float(np.percentile(values, 50)), "p95": float(np.percentile(values, 95)), "p99": float(np.percentile(values, 99))} if values.size else {},

@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -37,6 +36,7 @@ from typing import Any, Callable
 
 import click
 import numpy as np
+from machine import describe as describe_machine  # benchmarks/machine.py, beside this script
 
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("LANCE_LOG", "error")
@@ -278,7 +278,7 @@ def main(catalogue, queries, workdir, repeats, sizes, budget_s, agreement_querie
 
     result: dict[str, Any] = {
         "command": "python benchmarks/query.py " + " ".join(sys.argv[1:]),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "machine": describe_machine(),
         "queries": len(texts), "repeats": repeats, "window": WINDOW, "top": TOP,
         "query_encoding_ms": {**percentiles(encode_ms), "text_tower_shared": shared},
         "sizes": {},

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import click
+from machine import describe as describe_machine  # benchmarks/machine.py, beside this script
 
 DEFAULT = ("mobilenetv3_small_100:128x96", "catalogue_resnet_small:80x64")
 
@@ -102,7 +103,7 @@ def main(archs: tuple[str, ...], precisions: tuple[str, ...], batch: int, warmup
         row["vs_first"] = round(row["step_s"] / base, 2)
     result = {
         "command": "python benchmarks/tower_step.py " + " ".join(sys.argv[1:]),
-        "batch": batch, "cpu_amx": _has_amx(), "threads": threads, "steps": steps, "rows": rows,
+        "machine": describe_machine(), "batch": batch, "cpu_amx": _has_amx(), "threads": threads, "steps": steps, "rows": rows,
     }
     Path(out).write_text(json.dumps(result, indent=2) + "\n")
     click.echo(f"written: {out}")
