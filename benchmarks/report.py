@@ -1,4 +1,5 @@
-"""docs/benchmarks.md from benchmarks/results/*.json (written by indexing.py, query.py, load.py and tower_step.py)
+"""docs/benchmarks.md from benchmarks/results/*.json (written by indexing.py, query.py, load.py and tower_step.py, one
+tower_step*.json per machine)
 and the hand-kept sections in benchmarks/results/*.md (tower_loading.py prints its figures).
 
     .venv/bin/python benchmarks/report.py
@@ -106,10 +107,10 @@ def render() -> str:
                   f"{sum(r['errors'].values())} errors**, {r['searches_per_s']:.1f} searches/s, p50 {_ms(r['latency_ms']['p50'])} ms, "
                   f"**p95 {_ms(r['latency_ms']['p95'])} ms**, p99 {_ms(r['latency_ms']['p99'])} ms; the worker kept running: "
                   f"{r['worker_alive_after']}.", ""]
-    step = RESULTS / "tower_step.json"
-    if step.exists():
+    # one file per machine (--out benchmarks/results/tower_step-NAME.json): a step's cost depends on the CPU's units
+    for step in sorted(RESULTS.glob("tower_step*.json")):
         r = json.loads(step.read_text())
-        lines += ["## One training step of the image tower", "",
+        lines += [f"## One training step of the image tower (`{step.name}`)", "",
                   f"`{r.get('command', 'python benchmarks/tower_step.py').strip()}` (augmentation, channels-last forward pass, InfoNCE, backward, AdamW; "
                   f"{r['batch']}-photo batches of synthetic photos, {r['steps']} steps after warm-up, {r['threads']} threads, "
                   "every architecture in one run"
