@@ -31,7 +31,8 @@ How the three fuse, and why their top 10 can differ on the same legs:
   ties keep the order of the concatenated result tables.
 
 The fusion formulas agree; what differs is the BM25 leg. Ours is SQLite FTS5's BM25 formula and tokenizer (porter stemmer,
-unicode61 tokenizer, OR of the query words), scored from in-memory postings; Haystack's `InMemoryBM25Retriever` is its own BM25L
+unicode61 tokenizer, OR of the query words; since 2026-12-06 without Elasticsearch's English stop words, which the overlaps above
+were measured before), scored from in-memory postings; Haystack's `InMemoryBM25Retriever` is its own BM25L
 (`bm25_algorithm="BM25L"`, a regex tokenizer, lower case, no stemming); LanceDB's native full-text
 index (BM25; simple tokenizer, lower case, English stemming and stop-word removal by default). The kNN legs are exact in all three (same vectors, dot product =
 cosine on unit vectors), so they agree except for ties."""

@@ -12,7 +12,7 @@ import pytest
 
 from hybrid_core.filters import parse_filters, to_sql
 from hybrid_core.stores.embedded import EmbeddedStore
-from hybrid_core.stores.lexical import Fts5Analyzer, LexicalIndex, fts5_idf
+from hybrid_core.stores.lexical import Fts5Analyzer, LexicalIndex, drop_stop_words, fts5_idf
 from tests.test_embedded_store import make_doc
 
 WORDS = (
@@ -23,8 +23,9 @@ WORDS = (
 
 
 def _fts5_reference(path, text: str, weights: list[float], filters, size: int) -> list[tuple[str, float]]:
-    """What the store answered before it kept postings in memory: FTS5 scoring every match."""
-    terms = Fts5Analyzer(2, "porter unicode61 remove_diacritics 2").query_terms(text, 64)
+    """What the store answered before it kept postings in memory: FTS5 scoring every match
+    (of the query as the store reads it, without English stop words)."""
+    terms = Fts5Analyzer(2, "porter unicode61 remove_diacritics 2").query_terms(drop_stop_words(text), 64)
     if not terms:
         return []
     clause, params = to_sql(filters)
@@ -84,6 +85,25 @@ def test_query_terms_are_fts5_tokens_in_order_and_bounded():
     assert analyzer.query_terms("Café crème", 64) == ["cafe", "creme"]
     assert analyzer.query_terms("!!! ???", 64) == []
     assert analyzer.query_terms(" ".join(f"w{i}" for i in range(100)), 64) == [f"w{i}" for i in range(64)]
+
+
+def test_drop_stop_words_drops_elasticsearchs_english_set_only():
+    assert drop_stop_words("Shorts FOR men with a belt").split() == ["Shorts", "men", "belt"]
+    assert drop_stop_words("T-Shirt, For Women!") == "T-Shirt,   Women!"  # punctuation left to the tokenizer
+    assert drop_stop_words("men's tee") == "men's tee"  # "s" is no stop word
+    assert drop_stop_words("show me the forest") == "show me   forest"  # whole words only; "me" is not in the set
+    assert drop_stop_words("for the").strip() == ""
+
+
+def test_bm25_ignores_stop_words_as_elasticsearchs_english_analyzer_does(tmp_path, layout):
+    store = EmbeddedStore(tmp_path / "s.sqlite", layout)
+    store.write([make_doc(layout, "perfume", 1, title="Perfume for Her"),
+                 make_doc(layout, "shorts", 1, title="Men Blue Shorts"),
+                 make_doc(layout, "shirt", 1, title="Men White Shirt")], [])
+    hits = [d for d, _ in store.bm25("shorts for men", boosts={}, filters=[], size=10)]
+    assert hits[0] == "shorts" and "perfume" not in hits
+    assert store.bm25("for the", boosts={}, filters=[], size=10) == []
+    store.close()
 
 
 def test_fts5_idf_floor():

@@ -34,7 +34,7 @@ from hybrid_core.filters import Condition, to_sql
 from hybrid_core.layout import FieldLayout
 from hybrid_core.stores.ann import HnswField
 from hybrid_core.stores.base import ExistingDoc, ItemErrorRecord, RankedIds, StoredDoc, WriteOutcome
-from hybrid_core.stores.lexical import Fts5Analyzer, LexicalIndex, TermGroup
+from hybrid_core.stores.lexical import Fts5Analyzer, LexicalIndex, TermGroup, drop_stop_words
 from hybrid_core.synonyms import SynonymRules
 from hybrid_core.vectors import unit
 
@@ -493,6 +493,7 @@ class EmbeddedStore:
         """The BM25 terms of a query, in order, at most ``MAX_QUERY_TOKENS``: FTS5's tokens, and
         where a synonym rule matches, one group of the alternatives' tokens (as Elasticsearch's
         search analyzer expands the same rules; ``LexicalIndex.score`` says how a group scores)."""
+        text = drop_stop_words(text)  # as Elasticsearch's `english` analyzer does
         if not self._synonyms:
             return list(self._analyzer.query_terms(text, MAX_QUERY_TOKENS))
         clauses = self._synonyms.expand(text)

@@ -20,6 +20,7 @@ grows past a fraction of the index, the way Lucene merges segments.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import threading
 from dataclasses import dataclass, field
@@ -31,6 +32,20 @@ B = 0.75
 # a synonym match: its alternatives, each one term or several (a phrase: all must be in the row)
 TermGroup = tuple[tuple[str, ...], ...]
 IDF_FLOOR = 1e-6
+# Elasticsearch's `_english_` stop words (Lucene's EnglishAnalyzer set), which the index's `english`
+# analyzer drops from queries and titles alike. FTS5 keeps every word, so without this "shorts for
+# men" also matched the few dozen titles that say "for" ("Perfume for Her"), each with a high IDF.
+ENGLISH_STOP_WORDS = frozenset(
+    "a an and are as at be but by for if in into is it no not of on or such that the their then there "
+    "these they this to was will with".split()
+)
+_WORD = re.compile(r"[^\W_]+")
+
+
+def drop_stop_words(text: str) -> str:
+    """``text`` without its English stop words (whole words, any case), as the `english`
+    analyzer reads a query; the remaining words keep their order and punctuation."""
+    return _WORD.sub(lambda m: " " if m.group(0).lower() in ENGLISH_STOP_WORDS else m.group(0), text)
 
 
 def fts5_idf(n_rows: int, n_hit: np.ndarray | int) -> np.ndarray:
