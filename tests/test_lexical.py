@@ -5,6 +5,7 @@ merges, with field weights and filters."""
 from __future__ import annotations
 
 import random
+import re
 import sqlite3
 
 import numpy as np
@@ -12,7 +13,7 @@ import pytest
 
 from hybrid_core.filters import parse_filters, to_sql
 from hybrid_core.stores.embedded import EmbeddedStore
-from hybrid_core.stores.lexical import Fts5Analyzer, LexicalIndex, drop_stop_words, fts5_idf
+from hybrid_core.stores.lexical import ENGLISH_STOP_WORDS, Fts5Analyzer, LexicalIndex, drop_stop_words, fts5_idf
 from tests.test_embedded_store import make_doc
 
 WORDS = (
@@ -93,6 +94,15 @@ def test_drop_stop_words_drops_elasticsearchs_english_set_only():
     assert drop_stop_words("men's tee") == "men's tee"  # "s" is no stop word
     assert drop_stop_words("show me the forest") == "show me   forest"  # whole words only; "me" is not in the set
     assert drop_stop_words("for the").strip() == ""
+
+
+def test_packaged_synonyms_hold_no_stop_words():
+    """The embedded store drops stop words before expanding synonyms (drop_stop_words says why
+    that is safe only for rules without them)."""
+    from hybrid_core.synonyms import PACKAGED, load
+
+    words = {w.lower() for rule in load(PACKAGED) for w in re.findall(r"[^\W_]+", rule)}
+    assert words and not words & ENGLISH_STOP_WORDS
 
 
 def test_bm25_ignores_stop_words_as_elasticsearchs_english_analyzer_does(tmp_path, layout):

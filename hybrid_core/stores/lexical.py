@@ -44,7 +44,11 @@ _WORD = re.compile(r"[^\W_]+")
 
 def drop_stop_words(text: str) -> str:
     """``text`` without its English stop words (whole words, any case), as the `english`
-    analyzer reads a query; the remaining words keep their order and punctuation."""
+    analyzer reads a query; the remaining words keep their order and punctuation.
+
+    The embedded store drops them before synonym expansion, Elasticsearch's search analyzer
+    after it: a rule whose phrase holds a stop word ("tee for men") would match there and not
+    here. The packaged rules hold none (a test checks)."""
     return _WORD.sub(lambda m: " " if m.group(0).lower() in ENGLISH_STOP_WORDS else m.group(0), text)
 
 
