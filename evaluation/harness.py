@@ -62,6 +62,7 @@ def with_tuned(strategies: tuple[Strategy, ...], profile: FusionProfile | None) 
 
 STRATEGIES = (
     Strategy("BM25", ("bm25",)),
+    Strategy("BM25, all words +2", ("bm25",), FusionConfig(rank_window_size=DEPTH, all_terms_boost=2.0)),
     Strategy("text kNN", ("text",)),
     Strategy("cross-modal kNN", ("cross",)),
     Strategy("image kNN", ("image",)),

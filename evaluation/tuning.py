@@ -10,6 +10,10 @@ into folds, picks the best candidate on the other folds and scores it on the hel
 one: that mean is the estimate to quote (the held-out query set is worded
 differently, so what only fits the dev wording will not hold).
 
+The BM25 leg runs once more per ``ALL_TERMS_BOOSTS`` value (the bonus for products holding
+every query word, ``FusionConfig.all_terms_boost``), stored as ``bm25+<boost>``; a candidate
+with that boost fuses that ranking in place of plain BM25.
+
 Pseudo-relevance feedback (``query_builder.feedback``) is tuned on top of the chosen
 fusion, per kind: each candidate runs its feedback leg through the searcher's own
 ``feedback`` (the first page's stored vectors, one kNN), then fuses as ``search`` does.
@@ -22,7 +26,7 @@ from __future__ import annotations
 import itertools
 import random
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +44,7 @@ WINDOW = 100
 WEIGHT_GRID = (0.0, 0.5, 1.0, 2.0, 4.0)
 WEIGHT_GRID_FIVE_LEGS = (0.0, 0.5, 1.0, 2.0)  # 5 legs x 5 weights would be ~8,000 candidates
 OBJECTIVE = "NDCG@10"
+ALL_TERMS_BOOSTS = (0.0, 2.0)  # dev text queries, full: 1 and 3 score within 0.003 of 2 (cross-validated)
 
 FEEDBACK_FIELDS = ("text_vector", "image_vector", "product_vector")
 FEEDBACK_DEPTHS = (5, 10, 20, 40)
@@ -52,15 +57,33 @@ LegRuns = dict[str, dict[str, RankedIds]]  # query id -> leg -> ranking
 def collect_legs(
     searcher: HybridSearcher, queries: Sequence[Mapping[str, Any]], images_root: Path, progress: Callable[[int], None] | None = None
 ) -> LegRuns:
-    """Every applicable leg's ranking for every query (window ``WINDOW``)."""
+    """Every applicable leg's ranking for every query (window ``WINDOW``), and BM25 again with each
+    non-zero ``ALL_TERMS_BOOSTS`` value (``boosted_leg``)."""
     runs: LegRuns = {}
     for q in queries:
         image = images_root / q["image"] if q.get("image") else None
         hq = HybridQuery(text=q.get("text"), image=image, size=WINDOW, fusion=FusionConfig(rank_window_size=WINDOW))
         runs[q["id"]] = searcher.leg_results(hq)
+        if "bm25" in runs[q["id"]]:
+            for boost in (b for b in ALL_TERMS_BOOSTS if b):
+                boosted = replace(hq, image=None, legs=("bm25",), fusion=FusionConfig(rank_window_size=WINDOW, all_terms_boost=boost))
+                runs[q["id"]][boosted_leg(boost)] = searcher.leg_results(boosted)["bm25"]
         if progress:
             progress(1)
     return runs
+
+
+def boosted_leg(boost: float) -> str:
+    """The ``LegRuns`` key of BM25 run with ``all_terms_boost=boost``."""
+    return f"bm25+{boost:g}"
+
+
+def fusion_legs(runs: Mapping[str, RankedIds], fusion: FusionConfig) -> dict[str, RankedIds]:
+    """The rankings ``fusion`` fuses for one query: its weighted legs, BM25 as its boost ran."""
+    legs = {n: r for n, r in runs.items() if "+" not in n and fusion.weight(n) > 0}
+    if "bm25" in legs and fusion.all_terms_boost:
+        legs["bm25"] = runs[boosted_leg(fusion.all_terms_boost)]
+    return legs
 
 
 def collect_vectors(searcher: HybridSearcher, queries: Sequence[Mapping[str, Any]], images_root: Path) -> dict[str, QueryVectors]:
@@ -95,7 +118,7 @@ def feedback_matrix(
     runs once per (field, depth, query weight) and is re-fused per weight; each query's first hits
     are read from the store once, for the deepest candidate."""
     ids = list(qrels)
-    first = {qid: {n: r for n, r in leg_runs[qid].items() if fusion.weight(n) > 0} for qid in ids}
+    first = {qid: fusion_legs(leg_runs[qid], fusion) for qid in ids}
     fused = {qid: fuse_legs(first[qid], fusion) for qid in ids}
     runs: list[dict[str, list[tuple[str, float]]]] = [fused]
     deepest = max((c.depth for c in candidates), default=0)
@@ -150,9 +173,12 @@ def nested_cross_validate(
     return {"estimate": float(held_scores.mean()), "per_fold": per_fold, "chosen": chosen}
 
 
-def candidate_fusions(legs: Sequence[str], weights: Sequence[float] = WEIGHT_GRID) -> list[FusionConfig]:
+def candidate_fusions(
+    legs: Sequence[str], weights: Sequence[float] = WEIGHT_GRID, all_terms_boosts: Sequence[float] = (0.0,)
+) -> list[FusionConfig]:
     """RRF (rank constants 10 and 60) and min-max linear fusion over every weight vector of the grid,
-    leaving out all-zero vectors and multiples of one already listed (they rank identically)."""
+    leaving out all-zero vectors and multiples of one already listed (they rank identically); each
+    with every ``all_terms_boosts`` value where BM25 is weighted."""
     vectors: list[tuple[float, ...]] = []
     seen: set[tuple[float, ...]] = set()
     for combo in itertools.product(weights, repeat=len(legs)):
@@ -166,9 +192,10 @@ def candidate_fusions(legs: Sequence[str], weights: Sequence[float] = WEIGHT_GRI
     fusions = []
     for combo in vectors:
         named = dict(zip(legs, (float(w) for w in combo), strict=True))
-        for constant in (10, 60):
-            fusions.append(FusionConfig("rrf", named, rank_constant=constant, rank_window_size=WINDOW))
-        fusions.append(FusionConfig("linear", named, normalizer="minmax", rank_window_size=WINDOW))
+        for boost in all_terms_boosts if named.get("bm25") else (0.0,):
+            for constant in (10, 60):
+                fusions.append(FusionConfig("rrf", named, rank_constant=constant, rank_window_size=WINDOW, all_terms_boost=boost))
+            fusions.append(FusionConfig("linear", named, normalizer="minmax", rank_window_size=WINDOW, all_terms_boost=boost))
     return fusions
 
 
@@ -179,7 +206,7 @@ def score_matrix(qrels: Mapping[str, Mapping[str, int]], leg_runs: LegRuns, fusi
     for row, fusion in enumerate(fusions):
         run = {}
         for qid in ids:
-            fused = fuse_legs({n: r for n, r in leg_runs[qid].items() if fusion.weight(n) > 0}, fusion)
+            fused = fuse_legs(fusion_legs(leg_runs[qid], fusion), fusion)
             run[qid] = {doc: float(len(fused) - i) for i, (doc, _) in enumerate(fused)}
         scores = per_query(qrels, run, OBJECTIVE)
         matrix[row] = [scores[q] for q in ids]
@@ -240,8 +267,10 @@ def tune_kind(
 ) -> KindTuning:
     """The best fusion for this kind; with ``feedback`` (searcher, query vectors, candidates), also
     whether a feedback round on top of it pays, by nested cross-validation."""
-    legs = sorted({leg for qid in qrels for leg in leg_runs[qid]}, key=lambda n: ("bm25", "text", "cross", "image", "product").index(n))
-    fusions = candidate_fusions(legs, WEIGHT_GRID if len(legs) < 5 else WEIGHT_GRID_FIVE_LEGS)
+    present = {leg for qid in qrels for leg in leg_runs[qid] if "+" not in leg}
+    legs = sorted(present, key=lambda n: ("bm25", "text", "cross", "image", "product").index(n))
+    boosts = [b for b in ALL_TERMS_BOOSTS if not b or all(boosted_leg(b) in leg_runs[qid] for qid in qrels)]
+    fusions = candidate_fusions(legs, WEIGHT_GRID if len(legs) < 5 else WEIGHT_GRID_FIVE_LEGS, boosts)
     matrix = score_matrix(qrels, leg_runs, fusions)
     means = matrix.mean(axis=1)
     best = int(np.argmax(means))
@@ -250,6 +279,9 @@ def tune_kind(
     for leg in legs:
         alone = FusionConfig("rrf", {n: float(n == leg) for n in legs}, rank_window_size=WINDOW)
         singles[leg] = float(score_matrix(qrels, leg_runs, [alone])[0].mean())
+        if leg == "bm25":
+            for boost in (b for b in boosts if b):
+                singles[boosted_leg(boost)] = float(score_matrix(qrels, leg_runs, [replace(alone, all_terms_boost=boost)])[0].mean())
     top_leg = max(singles, key=singles.__getitem__)
     result = KindTuning(kind, len(qrels), fusions[best], float(means[best]), cross_validate(matrix, folds),
                         float(default), (top_leg, singles[top_leg]))

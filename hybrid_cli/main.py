@@ -167,6 +167,8 @@ def worker(ctx, concurrency, pool, loglevel, hostname) -> None:
 @click.option("--normalizer", type=click.Choice(["minmax", "l2_norm", "none"]), default="minmax", show_default=True)
 @click.option("--rank-constant", type=int, default=60, show_default=True)
 @click.option("--window", "rank_window_size", type=int, default=100, show_default=True, help="rank_window_size.")
+@click.option("--all-terms-boost", type=float, default=0.0, show_default=True,
+              help="Added to the BM25 score of products holding every query word (0: plain multi_match).")
 @click.option("--legs", help="Only these legs, e.g. bm25,text (default: every leg that applies).")
 @click.option("--size", type=int, default=10, show_default=True)
 @click.option("--from", "offset", type=int, default=0, show_default=True)
@@ -185,7 +187,8 @@ def worker(ctx, concurrency, pool, loglevel, hostname) -> None:
 @click.option("--feedback-query-weight", type=float, default=0.5, show_default=True, help="Weight of the query's own vector in it.")
 @click.option("--feedback-weight", type=float, default=1.0, show_default=True, help="Weight of the feedback leg in the fusion.")
 @click.pass_context
-def search(ctx, text, image, filters, fusion, weights, normalizer, rank_constant, rank_window_size, legs, size, offset, as_json, mode,
+def search(ctx, text, image, filters, fusion, weights, normalizer, rank_constant, rank_window_size, all_terms_boost, legs, size, offset,
+           as_json, mode,
            show_request, fusion_profile, relevance_weight, diversify_top, feedback_field, feedback_depth, feedback_query_weight,
            feedback_weight) -> None:
     """Hybrid search with text and/or an image; every hit is explained leg by leg."""
@@ -198,7 +201,7 @@ def search(ctx, text, image, filters, fusion, weights, normalizer, rank_constant
     from query_builder.searcher import HybridSearcher
 
     settings = _settings(ctx)
-    explicit = {name for name in ("fusion", "weights", "normalizer", "rank_constant", "rank_window_size")
+    explicit = {name for name in ("fusion", "weights", "normalizer", "rank_constant", "rank_window_size", "all_terms_boost")
                 if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE}
     try:
         query = HybridQuery(
@@ -213,6 +216,7 @@ def search(ctx, text, image, filters, fusion, weights, normalizer, rank_constant
                 rank_constant=rank_constant,
                 rank_window_size=rank_window_size,
                 normalizer=normalizer,
+                all_terms_boost=all_terms_boost,
             ),
             legs=tuple(leg.strip() for leg in legs.split(",")) if legs else None,
             diversity=Diversity(relevance_weight, diversify_top) if relevance_weight is not None else None,
@@ -717,6 +721,8 @@ def tune(ctx, queries, catalogue, variant, store_kind, out_dir, folds, profile_o
         chosen = r.best
         weights = ",".join(f"{k}={v:g}" for k, v in chosen.weights.items())
         how = f"{chosen.method} k={chosen.rank_constant}" if chosen.method == "rrf" else f"linear {chosen.normalizer}"
+        if chosen.all_terms_boost:
+            weights += f" all-words+{chosen.all_terms_boost:g}"
         kept = r.chosen_feedback
         nested = f"{r.feedback['cross_validated']['estimate']:.3f}" if r.feedback else "-"
         feedback = (f"{kept.field} top {kept.depth} q={kept.query_weight:g} w={kept.weight:g}" if kept else "off")

@@ -5,7 +5,10 @@ compound ``rrf``/``linear`` retrievers and the legacy ``knn`` + ``query`` body),
 leg means the same request whichever mode runs it. Checked against:
 
 * multi_match: https://www.elastic.co/docs/reference/query-languages/query-dsl/query-dsl-multi-match-query
-  (``fields`` with ``^boost``, ``type: best_fields``, default ``operator: or``)
+  (``fields`` with ``^boost``, ``type: best_fields``, default ``operator: or``; ``type: cross_fields``
+  with ``operator: and``: every word in at least one of the fields)
+* constant_score: https://www.elastic.co/docs/reference/query-languages/query-dsl/query-dsl-constant-score-query
+  (``filter``, ``boost``: every match scores ``boost``)
 * knn search / knn clause: https://www.elastic.co/docs/reference/elasticsearch/rest-apis/retrievers/knn-retriever
   (``field``, ``query_vector``, ``k`` <= ``num_candidates`` <= 10,000, ``filter`` is a pre-filter)
 """
@@ -29,8 +32,16 @@ def text_fields(layout: FieldLayout, boosts: dict[str, float] | None = None) -> 
     return [f"{f.name}^{float(boosts.get(f.name, f.boost))}" for f in layout.text_fields]
 
 
-def bm25_query(text: str, layout: FieldLayout, boosts: dict[str, float] | None = None) -> dict[str, Any]:
-    return {"multi_match": {"query": text, "fields": text_fields(layout, boosts), "type": "best_fields"}}
+def bm25_query(text: str, layout: FieldLayout, boosts: dict[str, float] | None = None, all_terms_boost: float = 0.0) -> dict[str, Any]:
+    """The BM25 leg: ``multi_match`` (any word); with ``all_terms_boost``, a ``bool`` that adds that
+    constant where every word is present (the ``and`` clause adds no score of its own, so a boost
+    of 0 and the plain ``multi_match`` rank alike)."""
+    fields = text_fields(layout, boosts)
+    match = {"multi_match": {"query": text, "fields": fields, "type": "best_fields"}}
+    if not all_terms_boost:
+        return match
+    every_word = {"multi_match": {"query": text, "fields": fields, "type": "cross_fields", "operator": "and"}}
+    return {"bool": {"should": [match, {"constant_score": {"filter": every_word, "boost": float(all_terms_boost)}}]}}
 
 
 def filtered(query: dict[str, Any], filters: list[Condition]) -> dict[str, Any]:

@@ -40,7 +40,7 @@ def _leg_retriever(plan: LegPlan, query: HybridQuery, layout: FieldLayout, named
     name = {"_name": plan.name} if named else {}
     if plan.field is None:
         assert query.text is not None
-        return {"standard": {"query": bm25_query(query.text, layout, query.boosts), **name}}
+        return {"standard": {"query": bm25_query(query.text, layout, query.boosts, query.fusion.all_terms_boost), **name}}
     assert plan.vector is not None
     clause = knn_clause(plan.field, plan.vector, k=query.k, num_candidates=query.candidates, filters=[], layout=layout)
     return {"knn": {**clause, **name}}
@@ -107,8 +107,8 @@ def legacy_body(query: HybridQuery, plans: list[LegPlan], layout: FieldLayout, f
         weight = fusion.weight(plan.name)
         if plan.field is None:
             assert query.text is not None
-            match = bm25_query(query.text, layout, query.boosts)
-            match["multi_match"]["boost"] = weight
+            match = bm25_query(query.text, layout, query.boosts, query.fusion.all_terms_boost)
+            next(iter(match.values()))["boost"] = weight  # multi_match, or the bool around it
             body["query"] = filtered(match, filters)
         else:
             assert plan.vector is not None
@@ -125,7 +125,7 @@ def leg_bodies(query: HybridQuery, plans: list[LegPlan], layout: FieldLayout, fi
     for plan in plans:
         if plan.field is None:
             assert query.text is not None
-            body: dict[str, Any] = {"query": filtered(bm25_query(query.text, layout, query.boosts), filters)}
+            body: dict[str, Any] = {"query": filtered(bm25_query(query.text, layout, query.boosts, query.fusion.all_terms_boost), filters)}
         else:
             assert plan.vector is not None
             body = {"knn": knn_clause(plan.field, plan.vector, k=query.k, num_candidates=query.candidates, filters=filters, layout=layout)}

@@ -36,13 +36,21 @@ def _check_weights(weights: Mapping[str, Any]) -> None:
 
 @dataclass
 class FusionConfig:
-    """How legs are combined: ``rrf`` (rank_constant) or ``linear`` (normalizer), per-leg weights, one window."""
+    """How legs are combined: ``rrf`` (rank_constant) or ``linear`` (normalizer), per-leg weights, one window.
+
+    ``all_terms_boost`` shapes the BM25 leg rather than the fusion: a constant added to the BM25
+    score of every product holding all the query's words (stop words aside; a synonym group counts
+    when any alternative is there), so "men brown shirt" ranks every men's brown shirt above a
+    women's brown shirt that BM25 alone scores a hair lower. It lives here because it is chosen
+    with the weights (``hybrid-search tune``) and travels with them in a fusion profile, per query
+    kind. 0, the default, is plain ``multi_match``."""
 
     method: str = "rrf"
     weights: dict[str, float] = field(default_factory=dict)
     rank_constant: int = 60
     rank_window_size: int = 100
     normalizer: str = "minmax"
+    all_terms_boost: float = 0.0
 
     def __post_init__(self) -> None:
         if self.method not in FUSIONS:
@@ -50,6 +58,9 @@ class FusionConfig:
         if self.normalizer not in NORMALIZERS:
             raise ValidationError(f"unknown normalizer {self.normalizer!r}; choose one of {sorted(NORMALIZERS)}")
         _check_weights(self.weights)
+        boost = self.all_terms_boost
+        if isinstance(boost, bool) or not isinstance(boost, (int, float)) or not math.isfinite(boost) or boost < 0:
+            raise ValidationError(f"all_terms_boost must be a finite number >= 0, got {boost!r}")
         if isinstance(self.rank_constant, bool) or not isinstance(self.rank_constant, int) or self.rank_constant < 1:
             raise ValidationError(f"rank_constant must be an integer >= 1, got {self.rank_constant!r}")
         window = self.rank_window_size

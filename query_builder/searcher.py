@@ -190,7 +190,9 @@ class HybridSearcher:
     def run_leg(self, plan: LegPlan, query: HybridQuery, filters: list[Condition]) -> RankedIds:
         if plan.field is None:
             assert query.text is not None
-            return self.store.bm25(query.text, boosts=query.boosts, filters=filters, size=query.k)
+            return self.store.bm25(
+                query.text, boosts=query.boosts, filters=filters, size=query.k, all_terms_boost=query.fusion.all_terms_boost
+            )
         assert plan.vector is not None
         return self.store.knn(plan.field, plan.vector, k=query.k, num_candidates=query.candidates, filters=filters)
 

@@ -24,6 +24,7 @@ from hybrid_core.layout import build_layout
 from hybrid_core.spaces import SpaceSpec
 from hybrid_core.stores.base import StoredDoc
 from hybrid_core.stores.elasticsearch import ElasticsearchStore, bulk_actions
+from hybrid_core.es_dsl import bm25_query
 from query_builder.es_requests import (
     console,
     legacy_body,
@@ -361,3 +362,23 @@ def test_an_index_that_drops_vectors_from_source_is_reported_once(layout, caplog
     quiet._checked = True
     caplog.clear()
     assert set(quiet.existing(["p1"])["p1"].vectors) == {"text_vector"} and not caplog.records
+
+
+def test_all_terms_boost_adds_a_constant_score_and_clause_to_the_bm25_leg():
+    every_word = {"multi_match": {"query": "red kurta", "fields": ["title^2.0", "description^1.0"], "type": "cross_fields", "operator": "and"}}
+    boosted = {"bool": {"should": [MULTI_MATCH, {"constant_score": {"filter": every_word, "boost": 2.0}}]}}
+    assert bm25_query("red kurta", LAYOUT, {}, 2.0) == boosted
+    assert bm25_query("red kurta", LAYOUT, {}, 0.0) == MULTI_MATCH
+    compound = json.dumps(retrievers_body(query(all_terms_boost=2.0), PLANS, LAYOUT, []))
+    assert json.dumps({"standard": {"query": boosted}})[:-2] in compound  # the BM25 retriever's query, whatever else it holds
+    [body] = leg_bodies(query(all_terms_boost=2.0), PLANS[:1], LAYOUT, [])
+    assert body["query"] == boosted
+    legacy = legacy_body(query(method="linear", normalizer="none", weights={"bm25": 0.2}, all_terms_boost=2.0), PLANS[:1], LAYOUT, [])
+    assert legacy["query"] == {"bool": {**boosted["bool"], "boost": 0.2}}
+
+
+def test_all_terms_boost_is_validated():
+    with pytest.raises(ValidationError, match="all_terms_boost must be a finite number >= 0"):
+        FusionConfig(all_terms_boost=-1.0)
+    with pytest.raises(ValidationError, match="all_terms_boost"):
+        FusionConfig(all_terms_boost=float("nan"))

@@ -42,10 +42,10 @@ def test_strategies_run_per_kind_on_an_indexed_catalogue(store, layout, text_spa
         {"id": "i1", "image": "images/S011.png", "relevance": kurtas},
     ]
     table = run_strategies(HybridSearcher(store, layout, text_space, image_space), queries, sample_catalogue.parent)
-    assert set(table["text"]) == {"BM25", "text kNN", "cross-modal kNN", "product vector", "hybrid RRF", "hybrid linear"}
+    assert set(table["text"]) == {"BM25", "BM25, all words +2", "text kNN", "cross-modal kNN", "product vector", "hybrid RRF", "hybrid linear"}
     assert set(table["image"]) == {"image kNN", "product vector", "hybrid RRF", "hybrid linear"}
     assert table["text"]["BM25"]["MRR fine"] == 1.0  # "Acme Women Green Kurta" first
-    assert len(STRATEGIES) == 7
+    assert len(STRATEGIES) == 8
 
 
 def test_cosine_spread_measures_random_and_same_title_pairs():

@@ -119,3 +119,32 @@ def test_bm25_ignores_stop_words_as_elasticsearchs_english_analyzer_does(tmp_pat
 def test_fts5_idf_floor():
     assert float(fts5_idf(10, 8)) == pytest.approx(1e-6)
     assert float(fts5_idf(10, 1)) == pytest.approx(np.log(9.5 / 1.5))
+
+
+def test_all_terms_boost_adds_its_constant_to_rows_holding_every_query_word(tmp_path, layout):
+    store = EmbeddedStore(tmp_path / "s.sqlite", layout)
+    store.write([make_doc(layout, "men", 1, title="Men Brown Shirt"),
+                 make_doc(layout, "women", 1, title="Women Brown Shirt"),
+                 make_doc(layout, "long", 1, title="Spykar Men Check Brown Shirt With Pocket"),
+                 *(make_doc(layout, f"other{i}", 1, title=f"Puma Red Kurta {i}") for i in range(12))], [])
+    plain = dict(store.bm25("men brown shirt", boosts={}, filters=[], size=10))
+    boosted = dict(store.bm25("men brown shirt", boosts={}, filters=[], size=10, all_terms_boost=2.5))
+    assert boosted.keys() == plain.keys() == {"men", "women", "long"}
+    assert boosted["men"] == pytest.approx(plain["men"] + 2.5)
+    assert boosted["long"] == pytest.approx(plain["long"] + 2.5)
+    assert boosted["women"] == pytest.approx(plain["women"])  # no "men" in it
+    assert min(boosted["men"], boosted["long"]) > boosted["women"]
+    # stop words are not words the row has to hold, as in Elasticsearch's english analyzer
+    for_men = dict(store.bm25("shirt for men", boosts={}, filters=[], size=10, all_terms_boost=2.5))
+    assert for_men["men"] == pytest.approx(dict(store.bm25("shirt for men", boosts={}, filters=[], size=10))["men"] + 2.5)
+    store.close()
+
+
+def test_all_terms_boost_counts_a_synonym_group_held_through_any_alternative():
+    index = LexicalIndex(1)
+    index.apply({i: {term: [1] for term in title.split()} for i, title in enumerate(["red tee", "red t shirt", "red kurta"])})
+    group = (("tee",), ("shirt", "t"))
+    plain_hits, plain = index.score(["red", group], [1.0], 3)
+    hits, boosted = index.score(["red", group], [1.0], 3, all_terms_boost=1.5)
+    assert hits.tolist() == plain_hits.tolist() == [0, 1, 2]
+    assert (boosted - plain).tolist() == pytest.approx([1.5, 1.5, 0.0])

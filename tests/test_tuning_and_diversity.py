@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from evaluation.harness import STRATEGIES, Strategy, run_strategies, with_tuned
-from evaluation.tuning import candidate_fusions, cross_validate, tune
+from evaluation.tuning import boosted_leg, candidate_fusions, cross_validate, fusion_legs, tune
 from hybrid_core.errors import ConfigError, ValidationError
 from query_builder.diversify import Diversity, distinct_looks, mmr
 from query_builder.profile import FusionProfile, query_kind
@@ -93,6 +94,22 @@ def test_candidates_cover_the_grid_without_scaled_duplicates():
     # (0,1) (0,2)~ (1,0) (1,1) (1,2) (2,0)~ (2,1) (2,2)~: five distinct directions
     assert vectors == {(0.0, 1.0), (1.0, 0.0), (1.0, 1.0), (1.0, 2.0), (2.0, 1.0)}
     assert len(fusions) == 5 * 3 and {(f.method, f.rank_constant) for f in fusions if f.method == "rrf"} == {("rrf", 10), ("rrf", 60)}
+
+
+def test_candidates_try_each_all_terms_boost_where_bm25_is_weighted():
+    fusions = candidate_fusions(["bm25", "text"], weights=(0.0, 1.0), all_terms_boosts=(0.0, 2.0))
+    # (0,1) once; (1,0) and (1,1) with each boost: 5 weight-and-boost pairs, 3 methods each
+    pairs = {(tuple(f.weights.values()), f.all_terms_boost) for f in fusions}
+    assert pairs == {((0.0, 1.0), 0.0), ((1.0, 0.0), 0.0), ((1.0, 0.0), 2.0), ((1.0, 1.0), 0.0), ((1.0, 1.0), 2.0)}
+    assert len(fusions) == 5 * 3
+
+
+def test_a_boosted_fusion_fuses_the_boosted_bm25_run():
+    runs = {"bm25": [("a", 3.0), ("b", 2.9)], boosted_leg(2.0): [("b", 4.9), ("a", 3.0)], "text": [("c", 0.9)]}
+    plain = FusionConfig(weights={"bm25": 1.0, "text": 0.0})
+    assert fusion_legs(runs, plain) == {"bm25": runs["bm25"]}
+    assert fusion_legs(runs, replace(plain, all_terms_boost=2.0)) == {"bm25": runs["bm25+2"]}
+    assert fusion_legs(runs, FusionConfig(all_terms_boost=2.0)) == {"bm25": runs["bm25+2"], "text": runs["text"]}
 
 
 def test_cross_validation_scores_each_fold_with_the_choice_made_on_the_others():

@@ -74,7 +74,9 @@ class Store(Protocol):
 
     def list_errors(self, limit: int = 100) -> list[ItemErrorRecord]: ...
 
-    def bm25(self, text: str, *, boosts: dict[str, float], filters: list[Condition], size: int) -> RankedIds: ...
+    def bm25(
+        self, text: str, *, boosts: dict[str, float], filters: list[Condition], size: int, all_terms_boost: float = 0.0
+    ) -> RankedIds: ...
 
     def knn(
         self, field: str, vector: np.ndarray, *, k: int, num_candidates: int, filters: list[Condition]

@@ -257,11 +257,12 @@ class ElasticsearchStore:
 
     # -- reads -----------------------------------------------------------------------------
 
-    def bm25(self, text: str, *, boosts: dict[str, float], filters: list[Condition], size: int) -> RankedIds:
+    def bm25(
+        self, text: str, *, boosts: dict[str, float], filters: list[Condition], size: int, all_terms_boost: float = 0.0
+    ) -> RankedIds:
         self._ready()
-        response = self.client.search(
-            index=self.alias, query=filtered(bm25_query(text, self.layout, boosts), filters), size=size, source=False
-        )
+        query = filtered(bm25_query(text, self.layout, boosts, all_terms_boost), filters)
+        response = self.client.search(index=self.alias, query=query, size=size, source=False)
         return [(h["_id"], float(h["_score"])) for h in response["hits"]["hits"]]
 
     def knn(self, field: str, vector: np.ndarray, *, k: int, num_candidates: int, filters: list[Condition]) -> RankedIds:

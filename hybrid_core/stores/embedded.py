@@ -472,16 +472,19 @@ class EmbeddedStore:
             if thread is not None:
                 thread.join()
 
-    def bm25(self, text: str, *, boosts: dict[str, float], filters: list[Condition], size: int) -> RankedIds:
+    def bm25(
+        self, text: str, *, boosts: dict[str, float], filters: list[Condition], size: int, all_terms_boost: float = 0.0
+    ) -> RankedIds:
         """BM25 over the text fields with per-field weights, any query word matching (like
-        ``multi_match``'s default ``or``); filters applied before the cut; ties by id."""
+        ``multi_match``'s default ``or``), plus ``all_terms_boost`` for rows holding every query
+        term (``es_dsl.bm25_query`` makes the same of it); filters applied before the cut; ties by id."""
         terms = self._query_terms(text)
         if not terms or size < 1:
             return []
         weights = [float(boosts.get(t.name, t.boost)) for t in self.layout.text_fields]
         index = self._refresh()
         with self._index_lock:
-            hits, scores = self._lexical.score(terms, weights, index.size)
+            hits, scores = self._lexical.score(terms, weights, index.size, all_terms_boost)
             rowids = index.rowids[: index.size]
             ids = index.ids
         if filters and hits.size:

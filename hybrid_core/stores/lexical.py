@@ -231,9 +231,13 @@ class LexicalIndex:
             return np.zeros(0, dtype=np.int64), np.zeros((0, self.columns))
         return np.concatenate(parts_pos), np.concatenate(parts_counts)
 
-    def score(self, terms: list[str | TermGroup], weights: list[float], size: int) -> tuple[np.ndarray, np.ndarray]:
+    def score(
+        self, terms: list[str | TermGroup], weights: list[float], size: int, all_terms_boost: float = 0.0
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Positions matching any term and their FTS5 BM25 scores (unsorted; ``size`` is the array
-        length the caller's position arrays have).
+        length the caller's position arrays have), plus ``all_terms_boost`` where a row holds every
+        term (a group: any of its alternatives), as Elasticsearch's ``constant_score`` over an
+        ``operator: and`` match adds it.
 
         A ``TermGroup`` (synonyms, ``hybrid_core.synonyms``) is scored as Lucene scores what
         Elasticsearch's ``synonym_graph`` makes of it: its one-term alternatives as one term whose
@@ -251,21 +255,23 @@ class LexicalIndex:
         avgdl = self._total_tokens / n
         w = np.asarray(weights, dtype=np.float64)
         scores = np.zeros(size)
-        matched = np.zeros(size, dtype=bool)
+        held_terms = np.zeros(size, dtype=np.int64)
         for term in terms:
             clauses = self._clauses(term, w, size)
             if len(clauses) == 1:
                 pos, tf, idf = clauses[0]
                 scores[pos] += fts5_term_score(idf, tf, self._doc_len[pos], avgdl)
-                matched[pos] = True
+                held_terms[pos] += 1
                 continue
             best = np.zeros(size)  # a row holding several alternatives counts its best one
             for pos, tf, idf in clauses:
                 best[pos] = np.maximum(best[pos], fts5_term_score(idf, tf, self._doc_len[pos], avgdl))
             held = np.flatnonzero(best > 0)
             scores[held] += best[held]
-            matched[held] = True
-        hits = np.flatnonzero(matched)
+            held_terms[held] += 1
+        hits = np.flatnonzero(held_terms)
+        if all_terms_boost:
+            scores[hits[held_terms[hits] == len(terms)]] += all_terms_boost
         return hits, scores[hits]
 
     def _clauses(self, term: str | TermGroup, w: np.ndarray, size: int) -> list[tuple[np.ndarray, np.ndarray, float]]:
