@@ -102,3 +102,18 @@ def test_the_search_analyzer_expands_synonyms_and_indexes_as_english(indexed):
     hits = store.client.search(index=index, query={"match": {"title": "ladies gray"}}, size=5)["hits"]["hits"]
     words = ("women", "woman", "ladies", "lady", "female", "grey", "gray")
     assert hits and all(any(w in h["_source"]["title"].lower() for w in words) for h in hits)
+
+
+def test_all_terms_boost_adds_its_constant_on_the_cluster_too(indexed):
+    """The ``bool`` + ``constant_score`` leg adds exactly the boost to products holding every word,
+    and nothing to the others, as the embedded store's ``LexicalIndex.score`` does."""
+    _, store = indexed
+    text = "green cotton kurta"
+    plain = dict(store.bm25(text, boosts={}, filters=[], size=48))
+    boosted = dict(store.bm25(text, boosts={}, filters=[], size=48, all_terms_boost=2.0))
+    assert plain.keys() == boosted.keys() and plain
+    titles = store.sources(list(plain))
+    for pid, score in plain.items():
+        words = f"{titles[pid].get('title', '')} {titles[pid].get('description', '')}".lower()  # cross_fields: any field
+        every = all(w in words for w in ("green", "cotton", "kurta"))
+        assert boosted[pid] == pytest.approx(score + (2.0 if every else 0.0), rel=1e-5), titles[pid]["title"]
