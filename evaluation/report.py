@@ -10,11 +10,11 @@ from typing import Any
 
 import numpy as np
 
-from evaluation.harness import LOOKS_THRESHOLD, markdown_table
+from evaluation.harness import LOOKS_THRESHOLD, STRATEGIES, markdown_table
 from evaluation.reword import SUFFIX
 
 COLUMNS = ["NDCG@10", "P@10", "P@10 fine", "P@20", "P@20 fine", "P@50", "P@50 fine", "P@100", "P@100 fine", "R@100 fine", "MRR fine", "looks@10"]
-SINGLE_LEGS = ("BM25", "BM25, all words +2", "text kNN", "cross-modal kNN", "image kNN", "product vector")
+SINGLE_LEGS = tuple(s.name for s in STRATEGIES if s.legs is not None and len(s.legs) == 1)  # the strategies of one leg
 AIMS = {"full": 1.05, "sparse": 1.2}  # best hybrid NDCG@10 over the best single leg (issue 5), shown per query kind
 COMMAND = "bash scripts/evaluate.sh"
 
