@@ -1,4 +1,4 @@
-"""What pseudo-relevance feedback costs per search: the tuned profile with and without its feedback.
+"""What pseudo-relevance feedback costs per search: the tuned profile with and without its feedback (vector and term).
 
 Runs the dev queries of each kind against an index ``hybrid-search eval`` built (the test split in
 the embedded store), with query vectors encoded once beforehand so the figure is the search path
@@ -59,15 +59,16 @@ def main(index, queries, images_root, profile, repeats, out_file) -> None:
     store = EmbeddedStore(Path(index), layout)
     searcher = _precomputed(HybridSearcher)(store, layout, text_space, image_space)
     with_feedback = FusionProfile.load(profile)
-    if not with_feedback.feedback:
+    kinds = set(with_feedback.feedback) | set(with_feedback.term_feedback)
+    if not kinds:
         raise click.UsageError(f"{profile} keeps no feedback for any query kind: nothing to compare")
-    without = replace(with_feedback, feedback={})
+    without = replace(with_feedback, feedback={}, term_feedback={})
     root = Path(images_root)
     listed = [json.loads(line) for line in Path(queries).read_text().splitlines() if line.strip()]
     by_kind: dict[str, list[HybridQuery]] = {}
     for q in listed:
         kind = query_kind(q.get("text"), q.get("image"))
-        if kind in with_feedback.feedback:
+        if kind in kinds:
             by_kind.setdefault(kind, []).append(HybridQuery(text=q.get("text"), image=root / q["image"] if q.get("image") else None, size=10))
     for group in by_kind.values():
         for query in group:
@@ -84,7 +85,9 @@ def main(index, queries, images_root, profile, repeats, out_file) -> None:
                     searcher.search(applied)
                     samples[name].append(1000 * (time.perf_counter() - started))
         figures = {name: {"p50_ms": float(np.percentile(s, 50)), "p95_ms": float(np.percentile(s, 95))} for name, s in samples.items()}
-        figures["feedback"] = with_feedback.feedback[kind].to_dict()
+        for name, kept in (("feedback", with_feedback.feedback), ("term_feedback", with_feedback.term_feedback)):
+            if kind in kept:
+                figures[name] = kept[kind].to_dict()
         figures["queries"] = len(group)
         figures["p50_ratio"] = figures["with feedback"]["p50_ms"] / figures["without feedback"]["p50_ms"]
         result["kinds"][kind] = figures

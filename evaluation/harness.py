@@ -51,12 +51,12 @@ class Strategy:
 
 def with_tuned(strategies: tuple[Strategy, ...], profile: FusionProfile | None) -> tuple[Strategy, ...]:
     """The protocol's strategies, plus MMR on the best hybrid, plus the tuned profile (when given; and
-    without its feedback, when it has any, so the report shows what feedback adds)."""
+    without its feedback (vector and term), when it has any, so the report shows what feedback adds)."""
     extra = [Strategy("hybrid RRF + MMR", None, diversity=DIVERSITY)]
     if profile is not None:
         extra = [Strategy("tuned", None, profile=profile), Strategy("tuned + MMR", None, profile=profile, diversity=DIVERSITY)]
-        if profile.feedback:
-            extra.insert(1, Strategy("tuned, no feedback", None, profile=replace(profile, feedback={})))
+        if profile.feedback or profile.term_feedback:
+            extra.insert(1, Strategy("tuned, no feedback", None, profile=replace(profile, feedback={}, term_feedback={})))
     return strategies + tuple(extra)
 
 

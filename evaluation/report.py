@@ -116,9 +116,9 @@ def by_what_was_reworded(
 
 
 def _tuning_section(profile: dict[str, Any]) -> list[str]:
-    lines = ["| query kind | queries | best single leg | default RRF | tuned, in-sample | tuned, cross-validated (per fold) | chosen "
-             "| + feedback, nested cross-validated (per fold) | feedback |",
-             "| --- | ---: | --- | ---: | ---: | --- | --- | --- | --- |"]
+    lines = [("| query kind | queries | best single leg | default RRF | tuned, in-sample | tuned, cross-validated (per fold) | chosen "
+              "| + feedback, nested cross-validated (per fold) | feedback | + term feedback, nested cross-validated (per fold) | term feedback |"),
+             "| --- | ---: | --- | ---: | ---: | --- | --- | --- | --- | --- | --- |"]
     for kind, r in profile.get("notes", {}).get("tuning", {}).items():
         chosen = r["chosen"]
         how = f"rrf k={chosen['rank_constant']}" if chosen["method"] == "rrf" else f"linear {chosen['normalizer']}"
@@ -135,10 +135,30 @@ def _tuning_section(profile: dict[str, Any]) -> list[str]:
             kept = _feedback_text(feedback["chosen"]) if feedback["chosen"] else (
                 f"off (best candidate {_feedback_text(best)}, in-sample {feedback['in_sample']:.3f}, did not beat the fusion "
                 "cross-validated)" if best else "off (no candidate beat the fusion in-sample)")
+        term_nested, term_kept = _term_feedback_cells((feedback or {}).get("term_feedback"))
         lines.append(f"| {kind} | {r['queries']} | {r['best_single_leg']['leg']} {r['best_single_leg']['score']:.3f} | "
                      f"{r['default_rrf']:.3f} | {r['in_sample']:.3f} | {r['cross_validated']['estimate']:.3f} ({folds}) | {how}: {weights} "
-                     f"| {nested} | {kept} |")
+                     f"| {nested} | {kept} | {term_nested} | {term_kept} |")
     return lines
+
+
+def _term_feedback_cells(terms: dict[str, Any] | None) -> tuple[str, str]:
+    """The tuning table's term feedback cells: the nested estimate (per fold), and what was kept or why not."""
+    if not terms:
+        return "–", "not tuned"
+    per_fold = ", ".join(f"{x:.3f}" for x in terms["cross_validated"]["per_fold"])
+    nested = f"{terms['cross_validated']['estimate']:.3f} ({per_fold})"
+    best = terms.get("best_candidate")
+    if terms["chosen"]:
+        return nested, _term_feedback_text(terms["chosen"])
+    if best:
+        return nested, (f"off (best candidate {_term_feedback_text(best)}, in-sample {terms['in_sample']:.3f}, did not beat "
+                        f"{terms['without_term_feedback_cross_validated']:.3f} cross-validated)")
+    return nested, "off (no candidate beat the first round in-sample)"
+
+
+def _term_feedback_text(terms: dict[str, Any]) -> str:
+    return f"words shared by {terms['min_share']:g} of the top {terms['depth']} (at most {terms['max_terms']}), leg weight {terms['weight']:g}"
 
 
 def _feedback_text(feedback: dict[str, Any]) -> str:
@@ -194,7 +214,7 @@ def render(results: dict[str, dict[str, Any]], profiles: dict[str, dict[str, Any
         "min-max normalized sum); `BM25, all words +2`: BM25 plus 2 for every product holding all the query's words "
         "(`all_terms_boost`; a single leg, counted as one in the aims); `tuned`: the fusion profile `hybrid-search tune` chose on the same dev queries "
         "(so its row is in-sample; the cross-validated estimate in the tuning table is the number to expect on new "
-        "queries); `tuned, no feedback`: the same profile without its pseudo-relevance feedback (shown where the profile "
+        "queries); `tuned, no feedback`: the same profile without its pseudo-relevance feedback, vector and term (shown where the profile "
         "keeps feedback for some kind); `+ MMR`: the first 50 hits re-ranked by maximal marginal relevance over image vectors (λ = 0.7).",
         "",
     ]

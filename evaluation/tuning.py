@@ -19,6 +19,13 @@ fusion, per kind: each candidate runs its feedback leg through the searcher's ow
 ``feedback`` (the first page's stored vectors, one kNN), then fuses as ``search`` does.
 Its estimate is nested: in each fold the fusion *and* the feedback are picked on the
 other folds. A kind keeps feedback only if that nested estimate beats the fusion's own.
+
+Term feedback (``query_builder.term_feedback``: BM25 over the words the first page shares)
+is tried on top of that, from the same first page: each candidate runs the searcher's own
+``term_feedback`` and fuses with the fusion and its vector feedback as ``search`` does. Its
+estimate nests one level deeper (fusion, then vector feedback, then term feedback, each
+picked on the other folds); a kind keeps it only if that estimate beats the best estimate
+without it.
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ from query_builder.feedback import Feedback
 from query_builder.profile import FusionProfile, query_kind
 from query_builder.query import FusionConfig, HybridQuery
 from query_builder.searcher import HybridSearcher, QueryVectors, fuse_legs
+from query_builder.term_feedback import TermFeedback
 
 WINDOW = 100
 WEIGHT_GRID = (0.0, 0.5, 1.0, 2.0, 4.0)
@@ -50,6 +58,9 @@ FEEDBACK_FIELDS = ("text_vector", "image_vector", "product_vector")
 FEEDBACK_DEPTHS = (5, 10, 20, 40)
 FEEDBACK_QUERY_WEIGHTS = (0.0, 0.5, 1.0)
 FEEDBACK_WEIGHTS = (1.0, 2.0, 4.0, 8.0, 16.0)
+TERM_FEEDBACK_DEPTHS = (10, 20, 40)
+TERM_FEEDBACK_SHARES = (0.3, 0.5)
+TERM_FEEDBACK_WEIGHTS = (0.25, 0.5, 1.0, 2.0, 4.0)
 
 LegRuns = dict[str, dict[str, RankedIds]]  # query id -> leg -> ranking
 
@@ -136,11 +147,84 @@ def feedback_matrix(
             ranked = legs[key][qid]
             run[qid] = fused[qid] if ranked is None else fuse_legs({**first[qid], "feedback": ranked}, fusion, candidate)
         runs.append(run)
+    return _ndcg_rows(qrels, runs)
+
+
+def candidate_term_feedback(
+    depths: Sequence[int] = TERM_FEEDBACK_DEPTHS,
+    shares: Sequence[float] = TERM_FEEDBACK_SHARES,
+    weights: Sequence[float] = TERM_FEEDBACK_WEIGHTS,
+) -> list[TermFeedback]:
+    return [TermFeedback(depth=d, min_share=s, weight=w) for d, s, w in itertools.product(depths, shares, weights)]
+
+
+@dataclass
+class FeedbackSearch:
+    """What tuning needs to run feedback legs: the searcher, each query's vectors and text, and the
+    candidates (vector feedback; term feedback, tried on top of it)."""
+
+    searcher: HybridSearcher
+    vectors: Mapping[str, QueryVectors]
+    texts: Mapping[str, str | None]
+    candidates: Sequence[Feedback]
+    term_candidates: Sequence[TermFeedback] = ()
+
+
+def _ndcg_rows(qrels: Mapping[str, Mapping[str, int]], runs: Sequence[Mapping[str, list[tuple[str, float]]]]) -> np.ndarray:
+    """``[run, query]`` NDCG@10 of fused runs (queries in ``qrels`` order)."""
+    ids = list(qrels)
     matrix = np.zeros((len(runs), len(ids)))
     for row, run in enumerate(runs):
         scores = per_query(qrels, {qid: {doc: float(len(f) - i) for i, (doc, _) in enumerate(f)} for qid, f in run.items()}, OBJECTIVE)
         matrix[row] = [scores[q] for q in ids]
     return matrix
+
+
+def term_feedback_matrix(
+    search: FeedbackSearch,
+    qrels: Mapping[str, Mapping[str, int]],
+    leg_runs: LegRuns,
+    fusion: FusionConfig,
+    feedback: Feedback | None,
+    term_legs: dict[tuple[int, float, int], dict[str, RankedIds | None]] | None = None,
+) -> np.ndarray:
+    """``[candidate, query]`` NDCG@10 of ``fusion`` with its vector ``feedback`` (or none) plus each
+    term feedback candidate of ``search``; row 0 is without term feedback (the same scores as that
+    feedback's row of ``feedback_matrix``).
+
+    The term leg depends on the first page (``fusion``), depth, share and term cap, not on its weight
+    or on the vector feedback, so it runs once per (depth, share, cap) into ``term_legs`` (pass the
+    same dict for the same fusion to share them) and is re-fused per candidate."""
+    ids = list(qrels)
+    searcher = search.searcher
+    first = {qid: fusion_legs(leg_runs[qid], fusion) for qid in ids}
+    fused = {qid: fuse_legs(first[qid], fusion) for qid in ids}
+    base = dict(first)
+    if feedback is not None:
+        for qid in ids:
+            ranked = searcher.feedback(feedback, search.vectors[qid], fused[qid], [], k=WINDOW, num_candidates=2 * WINDOW)
+            if ranked is not None:
+                base[qid] = {**first[qid], "feedback": ranked}
+    runs = [{qid: fuse_legs(base[qid], fusion, feedback) for qid in ids}]
+    term_legs = {} if term_legs is None else term_legs
+    deepest = max((c.depth for c in search.term_candidates), default=0)
+    stored: dict[str, Mapping[str, Any]] | None = None
+    for candidate in search.term_candidates:
+        key = (candidate.depth, candidate.min_share, candidate.max_terms)
+        if key not in term_legs:
+            if stored is None:  # one read per query, for the deepest candidate
+                stored = {qid: searcher.store.sources([d for d, _ in fused[qid][:deepest]]) for qid in ids}
+            term_legs[key] = {
+                qid: searcher.term_feedback(candidate, search.texts.get(qid), fused[qid], [], boosts={}, k=WINDOW, stored=stored[qid])[0]
+                for qid in ids
+            }
+        run = {}
+        for qid in ids:
+            ranked = term_legs[key][qid]
+            legs = base[qid] if ranked is None else {**base[qid], "term_feedback": ranked}
+            run[qid] = fuse_legs(legs, fusion, feedback, candidate)
+        runs.append(run)
+    return _ndcg_rows(qrels, runs)
 
 
 def _folds(n: int, folds: int, seed: int) -> np.ndarray:
@@ -155,10 +239,15 @@ def _folds(n: int, folds: int, seed: int) -> np.ndarray:
 
 
 def nested_cross_validate(
-    fusion_matrix: np.ndarray, feedback_rows: Callable[[int], np.ndarray], folds: int = 5, seed: int = 0
+    fusion_matrix: np.ndarray,
+    feedback_rows: Callable[[int], np.ndarray],
+    folds: int = 5,
+    seed: int = 0,
+    term_rows: Callable[[int, int], np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Like ``cross_validate``, but each fold picks the fusion (a row of ``fusion_matrix``) and then
-    a row of ``feedback_rows(fusion)`` (row 0: no feedback) on the other folds, and scores that."""
+    a row of ``feedback_rows(fusion)`` (row 0: no feedback) on the other folds, and scores that; with
+    ``term_rows``, then also a row of ``term_rows(fusion, feedback row)`` (row 0: no term feedback)."""
     assignment = _folds(fusion_matrix.shape[1], folds, seed)
     held_scores = np.zeros(fusion_matrix.shape[1])
     chosen = []
@@ -167,8 +256,14 @@ def nested_cross_validate(
         fusion = int(np.argmax(fusion_matrix[:, train].mean(axis=1)))
         rows = feedback_rows(fusion)
         best = int(np.argmax(rows[:, train].mean(axis=1)))
-        chosen.append([fusion, best])
-        held_scores[held] = rows[best, held]
+        if term_rows is None:
+            chosen.append([fusion, best])
+            held_scores[held] = rows[best, held]
+            continue
+        terms = term_rows(fusion, best)
+        term = int(np.argmax(terms[:, train].mean(axis=1)))
+        chosen.append([fusion, best, term])
+        held_scores[held] = terms[term, held]
     per_fold = [float(held_scores[assignment == f].mean()) for f in range(folds)]
     return {"estimate": float(held_scores.mean()), "per_fold": per_fold, "chosen": chosen}
 
@@ -237,12 +332,17 @@ class KindTuning:
     cross_validated: dict[str, Any]
     default_rrf: float
     best_single_leg: tuple[str, float]
-    feedback: dict[str, Any] | None = None  # the feedback search: chosen (or None), scores
+    feedback: dict[str, Any] | None = None  # the feedback search: chosen (or None), scores; term feedback under "term_feedback"
 
     @property
     def chosen_feedback(self) -> Feedback | None:
         chosen = (self.feedback or {}).get("chosen")
         return Feedback.from_dict(chosen) if chosen else None
+
+    @property
+    def chosen_term_feedback(self) -> TermFeedback | None:
+        chosen = ((self.feedback or {}).get("term_feedback") or {}).get("chosen")
+        return TermFeedback.from_dict(chosen) if chosen else None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -263,10 +363,10 @@ def tune_kind(
     leg_runs: LegRuns,
     folds: int = 5,
     *,
-    feedback: tuple[HybridSearcher, Mapping[str, QueryVectors], Sequence[Feedback]] | None = None,
+    feedback: FeedbackSearch | None = None,
 ) -> KindTuning:
-    """The best fusion for this kind; with ``feedback`` (searcher, query vectors, candidates), also
-    whether a feedback round on top of it pays, by nested cross-validation."""
+    """The best fusion for this kind; with ``feedback``, also whether a feedback round on top of it
+    pays (vector feedback, then term feedback), by nested cross-validation."""
     present = {leg for qid in qrels for leg in leg_runs[qid] if "+" not in leg}
     legs = sorted(present, key=lambda n: ("bm25", "text", "cross", "image", "product").index(n))
     boosts = [b for b in ALL_TERMS_BOOSTS if not b or all(boosted_leg(b) in leg_runs[qid] for qid in qrels)]
@@ -286,7 +386,7 @@ def tune_kind(
     result = KindTuning(kind, len(qrels), fusions[best], float(means[best]), cross_validate(matrix, folds),
                         float(default), (top_leg, singles[top_leg]))
     if feedback is not None:
-        result.feedback = tune_feedback(qrels, leg_runs, fusions, matrix, best, result.cross_validated, folds, *feedback)
+        result.feedback = tune_feedback(qrels, leg_runs, fusions, matrix, best, result.cross_validated, folds, feedback)
     return result
 
 
@@ -298,24 +398,25 @@ def tune_feedback(
     best: int,
     without: Mapping[str, Any],
     folds: int,
-    searcher: HybridSearcher,
-    vectors: Mapping[str, QueryVectors],
-    candidates: Sequence[Feedback],
+    search: FeedbackSearch,
 ) -> dict[str, Any]:
     """Feedback on top of fusion ``best``: the in-sample best candidate, the nested estimate, and the
-    choice (``None`` unless the nested estimate beats ``without``, the fusion's own estimate)."""
+    choice (``None`` unless the nested estimate beats ``without``, the fusion's own estimate); then,
+    under ``"term_feedback"``, the same for term feedback on top of the fusion and the feedback kept
+    (kept only if its deeper-nested estimate beats the best estimate so far)."""
+    candidates = search.candidates
     cache: dict[int, np.ndarray] = {}
 
     def rows(fusion: int) -> np.ndarray:
         if fusion not in cache:
-            cache[fusion] = feedback_matrix(searcher, qrels, leg_runs, vectors, fusions[fusion], candidates)
+            cache[fusion] = feedback_matrix(search.searcher, qrels, leg_runs, search.vectors, fusions[fusion], candidates)
         return cache[fusion]
 
     in_sample_rows = rows(best).mean(axis=1)
     top = int(np.argmax(in_sample_rows))
     nested = nested_cross_validate(matrix, rows, folds)
     keep = top > 0 and nested["estimate"] > float(without["estimate"])
-    return {
+    result: dict[str, Any] = {
         "chosen": candidates[top - 1].to_dict() if keep else None,
         "best_candidate": candidates[top - 1].to_dict() if top > 0 else None,
         "in_sample": float(in_sample_rows[top]),
@@ -323,6 +424,32 @@ def tune_feedback(
         "without_feedback_cross_validated": float(without["estimate"]),
         "candidates": len(candidates),
     }
+    if not search.term_candidates:
+        return result
+    term_cache: dict[tuple[int, int], np.ndarray] = {}
+    term_legs: dict[int, dict[tuple[int, float, int], dict[str, RankedIds | None]]] = {}
+
+    def term_rows(fusion: int, row: int) -> np.ndarray:
+        if (fusion, row) not in term_cache:
+            term_cache[fusion, row] = term_feedback_matrix(search, qrels, leg_runs, fusions[fusion], candidates[row - 1] if row else None,
+                                                           term_legs.setdefault(fusion, {}))
+        return term_cache[fusion, row]
+
+    term_in_sample = term_rows(best, top if keep else 0).mean(axis=1)
+    term_top = int(np.argmax(term_in_sample))
+    term_nested = nested_cross_validate(matrix, rows, folds, term_rows=term_rows)
+    so_far = nested["estimate"] if keep else float(without["estimate"])
+    term_keep = term_top > 0 and term_nested["estimate"] > so_far
+    chosen = search.term_candidates[term_top - 1].to_dict() if term_top > 0 else None
+    result["term_feedback"] = {
+        "chosen": chosen if term_keep else None,
+        "best_candidate": chosen,
+        "in_sample": float(term_in_sample[term_top]),
+        "cross_validated": term_nested,
+        "without_term_feedback_cross_validated": so_far,
+        "candidates": len(search.term_candidates),
+    }
+    return result
 
 
 def tune(
@@ -333,23 +460,27 @@ def tune(
     folds: int = 5,
     progress: Callable[[int], None] | None = None,
     feedback: Sequence[Feedback] | None = None,
+    term_feedback: Sequence[TermFeedback] | None = None,
 ) -> tuple[FusionProfile, dict[str, KindTuning]]:
     """A fusion profile (the in-sample best per query kind, with feedback where it pays) and how each
-    choice was made. ``feedback``: the candidates to try (default ``candidate_feedback()``; ``[]`` skips)."""
+    choice was made. ``feedback`` and ``term_feedback``: the candidates to try (default
+    ``candidate_feedback()`` and ``candidate_term_feedback()``; ``[]`` skips; no vector candidates skips both)."""
     leg_runs = collect_legs(searcher, queries, images_root, progress)
     candidates = candidate_feedback() if feedback is None else list(feedback)
-    vectors = collect_vectors(searcher, queries, images_root) if candidates else {}
+    term_candidates = candidate_term_feedback() if term_feedback is None else list(term_feedback)
+    search = None
+    if candidates:
+        search = FeedbackSearch(searcher, collect_vectors(searcher, queries, images_root), {q["id"]: q.get("text") for q in queries},
+                                candidates, term_candidates)
     by_kind: dict[str, dict[str, dict[str, int]]] = {}
     for q in queries:
         kind = query_kind(q.get("text"), q.get("image"))
         by_kind.setdefault(kind, {})[q["id"]] = {d: int(g) for d, g in q["relevance"].items()}
-    results = {
-        kind: tune_kind(kind, qrels, leg_runs, folds, feedback=(searcher, vectors, candidates) if candidates else None)
-        for kind, qrels in by_kind.items()
-    }
+    results = {kind: tune_kind(kind, qrels, leg_runs, folds, feedback=search) for kind, qrels in by_kind.items()}
     profile = FusionProfile(
         {k: r.best for k, r in results.items()},
         {"tuning": {k: r.to_dict() for k, r in results.items()}},
         {k: r.chosen_feedback for k, r in results.items() if r.chosen_feedback is not None},
+        {k: r.chosen_term_feedback for k, r in results.items() if r.chosen_term_feedback is not None},
     )
     return profile, results

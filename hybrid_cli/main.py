@@ -186,11 +186,16 @@ def worker(ctx, concurrency, pool, loglevel, hostname) -> None:
 @click.option("--feedback-depth", type=int, default=10, show_default=True, help="How many first fused hits feedback averages.")
 @click.option("--feedback-query-weight", type=float, default=0.5, show_default=True, help="Weight of the query's own vector in it.")
 @click.option("--feedback-weight", type=float, default=1.0, show_default=True, help="Weight of the feedback leg in the fusion.")
+@click.option("--term-feedback", "term_feedback_depth", type=int, default=None,
+              help="Term feedback: one more BM25 leg from the words most of the first N fused hits share (N, e.g. 20).")
+@click.option("--term-feedback-share", type=float, default=0.5, show_default=True,
+              help="Share of those hits a word must be in to be searched.")
+@click.option("--term-feedback-weight", type=float, default=1.0, show_default=True, help="Weight of the term feedback leg in the fusion.")
 @click.pass_context
 def search(ctx, text, image, filters, fusion, weights, normalizer, rank_constant, rank_window_size, all_terms_boost, legs, size, offset,
            as_json, mode,
            show_request, fusion_profile, relevance_weight, diversify_top, feedback_field, feedback_depth, feedback_query_weight,
-           feedback_weight) -> None:
+           feedback_weight, term_feedback_depth, term_feedback_share, term_feedback_weight) -> None:
     """Hybrid search with text and/or an image; every hit is explained leg by leg."""
     from query_builder.diversify import Diversity
     from query_builder.feedback import Feedback
@@ -199,6 +204,7 @@ def search(ctx, text, image, filters, fusion, weights, normalizer, rank_constant
     from query_builder.profile import FusionProfile
     from query_builder.query import FusionConfig, HybridQuery
     from query_builder.searcher import HybridSearcher
+    from query_builder.term_feedback import TermFeedback
 
     settings = _settings(ctx)
     explicit = {name for name in ("fusion", "weights", "normalizer", "rank_constant", "rank_window_size", "all_terms_boost")
@@ -221,6 +227,8 @@ def search(ctx, text, image, filters, fusion, weights, normalizer, rank_constant
             legs=tuple(leg.strip() for leg in legs.split(",")) if legs else None,
             diversity=Diversity(relevance_weight, diversify_top) if relevance_weight is not None else None,
             feedback=Feedback(feedback_field, feedback_depth, feedback_query_weight, feedback_weight) if feedback_field else None,
+            term_feedback=(TermFeedback(depth=term_feedback_depth, min_share=term_feedback_share, weight=term_feedback_weight)
+                           if term_feedback_depth is not None else None),
         )
         profile_path = fusion_profile or settings.fusion_profile
         if profile_path and not explicit:
@@ -238,6 +246,10 @@ def search(ctx, text, image, filters, fusion, weights, normalizer, rank_constant
             if query.feedback is not None:
                 click.echo(f"# then feedback: GET {settings.es_alias}/_mget of the first {query.feedback.depth} fused hits' "
                            f"{query.feedback.field}, and one knn search over it from their centroid (built from this round's answer)")
+            if query.term_feedback is not None:
+                click.echo(f"# then term feedback: GET {settings.es_alias}/_mget of the first {query.term_feedback.depth} fused hits' "
+                           "_source, and one multi_match search for the query's words and the words most of them share "
+                           "(built from this round's answer)")
             return
         store = settings.open_store()
         if on_es:
@@ -266,6 +278,8 @@ def search(ctx, text, image, filters, fusion, weights, normalizer, rank_constant
     out.print(table)
     timing = ", ".join(f"{k} {v:.1f} ms" for k, v in result.took_ms.items())
     out.print(f"legs: {', '.join(f'{k}={v}' for k, v in result.legs.items())}; {timing}")
+    if "term_feedback_text" in result.fusion:
+        out.print(f"term feedback searched: {result.fusion['term_feedback_text'] or '(no shared words)'}")
 
 
 class _RequestOnly:
@@ -715,7 +729,7 @@ def tune(ctx, queries, catalogue, variant, store_kind, out_dir, folds, profile_o
     profile.save(target)
     table = Table(title=f"tuning ({variant}, NDCG@10, {folds}-fold cross-validation over queries)")
     for column in ("kind", "queries", "best single leg", "default RRF", "tuned (in-sample)", "tuned (cross-validated)", "chosen",
-                   "+ feedback (nested CV)", "feedback"):
+                   "+ feedback (nested CV)", "feedback", "+ term feedback (nested CV)", "term feedback"):
         table.add_column(column)
     for kind, r in report.items():
         chosen = r.best
@@ -726,8 +740,13 @@ def tune(ctx, queries, catalogue, variant, store_kind, out_dir, folds, profile_o
         kept = r.chosen_feedback
         nested = f"{r.feedback['cross_validated']['estimate']:.3f}" if r.feedback else "-"
         feedback = (f"{kept.field} top {kept.depth} q={kept.query_weight:g} w={kept.weight:g}" if kept else "off")
+        terms = (r.feedback or {}).get("term_feedback")
+        term_nested = f"{terms['cross_validated']['estimate']:.3f}" if terms else "-"
+        term_kept = r.chosen_term_feedback
+        term_feedback = (f"top {term_kept.depth} share {term_kept.min_share:g} w={term_kept.weight:g}" if term_kept else "off")
         table.add_row(kind, str(r.queries), f"{r.best_single_leg[0]} {r.best_single_leg[1]:.3f}", f"{r.default_rrf:.3f}",
-                      f"{r.in_sample:.3f}", f"{r.cross_validated['estimate']:.3f}", f"{how} {weights}", nested, feedback)
+                      f"{r.in_sample:.3f}", f"{r.cross_validated['estimate']:.3f}", f"{how} {weights}", nested, feedback,
+                      term_nested, term_feedback)
     out.print(table)
     out.print(f"fusion profile: {target}")
 

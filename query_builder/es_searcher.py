@@ -84,10 +84,10 @@ class ElasticsearchHybridSearcher(HybridSearcher):
         return self._cluster
 
     def resolve_mode(self, query: HybridQuery, plans: list[LegPlan]) -> str:
-        for option, wanted in (("diversity", query.diversity), ("feedback", query.feedback)):
+        for option, wanted in (("diversity", query.diversity), ("feedback", query.feedback), ("term feedback", query.term_feedback)):
             # MMR here re-ranks by the fused score (Elasticsearch's diversify retriever ranks by similarity
             # to one query vector instead); feedback needs the fused first page before its own leg can be
-            # built. Both run client-side over the fused legs.
+            # built. All run client-side over the fused legs.
             if wanted is not None:
                 if self.mode in ("retrievers", "legacy"):
                     raise ValidationError(f"{option} runs client-side: use --mode legs or auto, not {self.mode}")
@@ -128,9 +128,10 @@ class ElasticsearchHybridSearcher(HybridSearcher):
         mode, request, plans, vectors, filters = self._prepare(query)
         t1 = time.perf_counter()
         names = [p.name for p in plans]
+        notes: dict[str, Any] = {}
         if mode == "legs":
             legs = parse_leg_responses(self.client.msearch(searches=request).body, names)
-            legs, fused = self.with_feedback(query, vectors, legs, filters)
+            legs, fused, notes = self.with_feedback(query, vectors, legs, filters)
             fused = self.diversify(fused, query)
             page = fused[query.offset : query.offset + query.size]
             hits = explain(page, legs, start_rank=query.offset + 1, sources=self.store.sources([d for d, _ in page]))
@@ -144,6 +145,6 @@ class ElasticsearchHybridSearcher(HybridSearcher):
         return SearchResult(
             hits=hits,
             legs=sizes,
-            fusion=fusion_report(query, mode=mode, **self.rewrites(query)),
+            fusion=fusion_report(query, mode=mode, **self.rewrites(query), **notes),
             took_ms={"encode_and_plan": 1000 * (t1 - t0), "elasticsearch_and_fuse": 1000 * (t2 - t1)},
         )

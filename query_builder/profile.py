@@ -3,9 +3,9 @@
 ``hybrid-search tune`` writes one; ``search`` and ``eval`` load it. Query kinds
 differ enough that one setting serves them badly: an image-only query has no text
 legs at all, and "this, in brown" needs the image far more than the two words.
-A leg weighted 0 is not run. A kind may also carry pseudo-relevance feedback
-(``query_builder.feedback``), which ``tune`` keeps only where cross-validation says it pays;
-profiles written before feedback existed load unchanged.
+A leg weighted 0 is not run. A kind may also carry pseudo-relevance feedback, in a vector
+space (``query_builder.feedback``) and in words (``query_builder.term_feedback``), which ``tune``
+keeps only where cross-validation says it pays; profiles written before either existed load unchanged.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any
 from hybrid_core.errors import ConfigError, SearchError
 from query_builder.feedback import Feedback
 from query_builder.query import LEG_NAMES, FusionConfig, HybridQuery
+from query_builder.term_feedback import TermFeedback
 
 FORMAT = "es-hybrid-search/fusion-profile@1"
 KINDS = ("text", "image", "text+image")
@@ -33,14 +34,16 @@ def query_kind(text: str | None, image: Any) -> str:
 
 @dataclass
 class FusionProfile:
-    """A ``FusionConfig`` (and optionally a ``Feedback``) per query kind; kinds it omits use the query's own."""
+    """A ``FusionConfig`` (and optionally a ``Feedback`` and a ``TermFeedback``) per query kind; kinds it
+    omits use the query's own."""
 
     kinds: dict[str, FusionConfig] = field(default_factory=dict)
     notes: dict[str, Any] = field(default_factory=dict)  # how it was chosen (tuning report)
     feedback: dict[str, Feedback] = field(default_factory=dict)
+    term_feedback: dict[str, TermFeedback] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        unknown = sorted((set(self.kinds) | set(self.feedback)) - set(KINDS))
+        unknown = sorted((set(self.kinds) | set(self.feedback) | set(self.term_feedback)) - set(KINDS))
         if unknown:
             raise ConfigError(f"fusion profile names unknown query kinds {unknown}; kinds are {list(KINDS)}")
 
@@ -50,6 +53,8 @@ class FusionProfile:
         kind = query_kind(query.text, query.image)
         if query.feedback is None and kind in self.feedback:
             query = replace(query, feedback=self.feedback[kind])
+        if query.term_feedback is None and kind in self.term_feedback:
+            query = replace(query, term_feedback=self.term_feedback[kind])
         chosen = self.kinds.get(kind)
         if chosen is None:
             return query
@@ -65,6 +70,8 @@ class FusionProfile:
         data: dict[str, Any] = {"format": FORMAT, "kinds": {k: v.to_dict() for k, v in self.kinds.items()}}
         if self.feedback:
             data["feedback"] = {k: v.to_dict() for k, v in self.feedback.items()}
+        if self.term_feedback:
+            data["term_feedback"] = {k: v.to_dict() for k, v in self.term_feedback.items()}
         return {**data, "notes": self.notes}
 
     @classmethod
@@ -77,11 +84,15 @@ class FusionProfile:
         feedback = data.get("feedback") or {}
         if not isinstance(feedback, Mapping):
             raise ConfigError(f"{source}: \"feedback\" must be an object of query kind -> feedback settings")
+        term_feedback = data.get("term_feedback") or {}
+        if not isinstance(term_feedback, Mapping):
+            raise ConfigError(f"{source}: \"term_feedback\" must be an object of query kind -> term feedback settings")
         try:
             return cls(
                 {str(k): FusionConfig.from_dict(v) for k, v in kinds.items()},
                 dict(data.get("notes") or {}),
                 {str(k): Feedback.from_dict(v) for k, v in feedback.items()},
+                {str(k): TermFeedback.from_dict(v) for k, v in term_feedback.items()},
             )
         except SearchError as exc:
             raise ConfigError(f"{source}: {exc}") from None

@@ -13,6 +13,7 @@ from hybrid_core.errors import ValidationError
 from query_builder.diversify import Diversity
 from query_builder.feedback import Feedback
 from query_builder.fusion import FUSIONS, NORMALIZERS
+from query_builder.term_feedback import TermFeedback
 
 LEG_NAMES = ("bm25", "text", "cross", "image", "product")
 LEG_HELP = {
@@ -86,7 +87,8 @@ class HybridQuery:
     ``boosts`` overrides the per-field BM25 weights; ``num_candidates`` is the kNN
     candidate pool (default ``2 * rank_window_size``, capped at 10,000);
     ``diversity`` re-ranks the first fused hits by MMR (``query_builder.diversify``);
-    ``feedback`` adds a second-round kNN leg from the first page's vectors (``query_builder.feedback``).
+    ``feedback`` adds a second-round kNN leg from the first page's vectors (``query_builder.feedback``);
+    ``term_feedback`` a second-round BM25 leg from the words the first page shares (``query_builder.term_feedback``).
     """
 
     text: str | None = None
@@ -100,6 +102,7 @@ class HybridQuery:
     num_candidates: int | None = None
     diversity: Diversity | None = None
     feedback: Feedback | None = None
+    term_feedback: TermFeedback | None = None
 
     def __post_init__(self) -> None:
         if self.text is not None and not isinstance(self.text, str):
@@ -137,6 +140,8 @@ class HybridQuery:
             raise ValidationError(f"diversity must be a Diversity, got {type(self.diversity).__name__}")
         if self.feedback is not None and not isinstance(self.feedback, Feedback):
             raise ValidationError(f"feedback must be a Feedback, got {type(self.feedback).__name__}")
+        if self.term_feedback is not None and not isinstance(self.term_feedback, TermFeedback):
+            raise ValidationError(f"term_feedback must be a TermFeedback, got {type(self.term_feedback).__name__}")
         if self.num_candidates is not None:
             if not isinstance(self.num_candidates, int) or not window <= self.num_candidates <= MAX_WINDOW:
                 raise ValidationError(

@@ -33,7 +33,8 @@ from query_builder.feedback import LEG as FEEDBACK_LEG
 from query_builder.feedback import Feedback, feedback_vector
 from query_builder.fusion import linear, rrf
 from query_builder.query import FusionConfig, HybridQuery
-
+from query_builder.term_feedback import LEG as TERM_FEEDBACK_LEG
+from query_builder.term_feedback import TermFeedback, feedback_text
 
 # Every search's legs run on this pool: it bounds how many run at once and serves searches first
 # come, first served. In-process legs (the embedded store) go as one task per search, in turn
@@ -253,18 +254,54 @@ class HybridSearcher:
             return None
         return self.store.knn(settings.field, vector, k=k, num_candidates=num_candidates, filters=filters)
 
+    def term_feedback(
+        self,
+        settings: TermFeedback,
+        text: str | None,
+        fused: list[tuple[str, float]],
+        filters: list[Condition],
+        *,
+        boosts: Mapping[str, float],
+        k: int,
+        stored: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> tuple[RankedIds | None, str]:
+        """The term feedback leg's ranking (``None`` when there are no words to search) and its text:
+        BM25 over the query's words (``text``) and those the first ``depth`` fused hits share.
+
+        ``stored``: those hits' sources as ``Store.sources`` returns them, when the caller has them
+        already (tuning tries many settings on the same first page)."""
+        top = [doc_id for doc_id, _ in fused[: settings.depth]]
+        if stored is None:
+            stored = self.store.sources(top) if top else {}
+        sources = [stored[d] for d in top if d in stored]
+        words = feedback_text(text, sources, [f.name for f in self.layout.text_fields], settings)
+        if not words:
+            return None, words
+        return self.store.bm25(words, boosts=dict(boosts), filters=filters, size=k), words
+
     def with_feedback(
         self, query: HybridQuery, vectors: QueryVectors, results: dict[str, RankedIds], filters: list[Condition]
-    ) -> tuple[dict[str, RankedIds], list[tuple[str, float]]]:
-        """The legs and their fusion, after the feedback round when the query asks for one."""
+    ) -> tuple[dict[str, RankedIds], list[tuple[str, float]], dict[str, Any]]:
+        """The legs and their fusion, after the feedback round when the query asks for one, and what
+        the round searched for (``{"term_feedback_text": ...}``) for the result's fusion report.
+
+        Both feedback legs start from the first fused page, so neither waits for the other."""
         fused = self.fuse(results, query)
-        if query.feedback is None:
-            return results, fused
-        ranked = self.feedback(query.feedback, vectors, fused, filters, k=query.k, num_candidates=query.candidates)
-        if ranked is None:
-            return results, fused
-        results = {**results, FEEDBACK_LEG: ranked}
-        return results, self.fuse(results, query)
+        extra: dict[str, RankedIds] = {}
+        notes: dict[str, Any] = {}
+        if query.feedback is not None:
+            ranked = self.feedback(query.feedback, vectors, fused, filters, k=query.k, num_candidates=query.candidates)
+            if ranked is not None:
+                extra[FEEDBACK_LEG] = ranked
+        if query.term_feedback is not None:
+            ranked, text = self.term_feedback(query.term_feedback, query.text, fused, filters, boosts=query.boosts, k=query.k)
+            notes["term_feedback_text"] = text
+            if ranked is not None:
+                extra[TERM_FEEDBACK_LEG] = ranked
+        if not extra:
+            return results, fused, notes
+        results = {**results, **extra}
+        return results, self.fuse(results, query), notes
 
     def diversify(self, fused: list[tuple[str, float]], query: HybridQuery) -> list[tuple[str, float]]:
         """MMR over the first ``top_n`` fused hits (their stored vectors); the rest keep their order."""
@@ -284,7 +321,7 @@ class HybridSearcher:
         t1 = time.perf_counter()
         results = self.run_legs(self.plan(query, vectors, legs), query, filters)
         t2 = time.perf_counter()
-        results, fused = self.with_feedback(query, vectors, results, filters)
+        results, fused, notes = self.with_feedback(query, vectors, results, filters)
         fused = self.diversify(fused, query)
         page = fused[query.offset : query.offset + query.size]
         sources = self.store.sources([doc_id for doc_id, _ in page])
@@ -293,13 +330,13 @@ class HybridSearcher:
         return SearchResult(
             hits=hits,
             legs={name: len(ranked) for name, ranked in results.items()},
-            fusion=fusion_report(query, **self.rewrites(query)),
+            fusion=fusion_report(query, **self.rewrites(query), **notes),
             took_ms={"encode": 1000 * (t1 - t0), "legs": 1000 * (t2 - t1), "fuse_and_fetch": 1000 * (t3 - t2)},
         )
 
     @staticmethod
     def fuse(results: dict[str, RankedIds], query: HybridQuery) -> list[tuple[str, float]]:
-        return fuse_legs(results, query.fusion, query.feedback)
+        return fuse_legs(results, query.fusion, query.feedback, query.term_feedback)
 
 
 def feedback_query_vector(settings: Feedback, vectors: QueryVectors) -> np.ndarray | None:
@@ -317,15 +354,21 @@ def fusion_report(query: HybridQuery, **extra: Any) -> dict[str, Any]:
         report["diversity"] = query.diversity.to_dict()
     if query.feedback is not None:
         report["feedback"] = query.feedback.to_dict()
+    if query.term_feedback is not None:
+        report["term_feedback"] = query.term_feedback.to_dict()
     return report
 
 
-def fuse_legs(results: dict[str, RankedIds], fusion: FusionConfig, feedback: Feedback | None = None) -> list[tuple[str, float]]:
+def fuse_legs(
+    results: dict[str, RankedIds], fusion: FusionConfig, feedback: Feedback | None = None, term_feedback: TermFeedback | None = None
+) -> list[tuple[str, float]]:
     """The legs' rankings fused as ``fusion`` says (a leg it does not weigh counts 1); the feedback
-    leg, when present, at ``feedback.weight``."""
-    weights = {name: fusion.weight(name) for name in results if name != FEEDBACK_LEG}
+    legs, when present, at ``feedback.weight`` and ``term_feedback.weight``."""
+    weights = {name: fusion.weight(name) for name in results if name not in (FEEDBACK_LEG, TERM_FEEDBACK_LEG)}
     if FEEDBACK_LEG in results:
         weights[FEEDBACK_LEG] = feedback.weight if feedback is not None else 1.0
+    if TERM_FEEDBACK_LEG in results:
+        weights[TERM_FEEDBACK_LEG] = term_feedback.weight if term_feedback is not None else 1.0
     if fusion.method == "rrf":
         return rrf(results, weights=weights, rank_constant=fusion.rank_constant, rank_window_size=fusion.rank_window_size)
     return linear(results, weights=weights, normalizer=fusion.normalizer, rank_window_size=fusion.rank_window_size)

@@ -86,6 +86,27 @@ def test_stored_vectors_read_back_for_reuse_mmr_and_feedback(indexed):
         assert doc.vectors.get("text_vector") is not None and doc.vectors["text_vector"].shape == (384,)
 
 
+def test_term_feedback_searches_the_words_the_first_page_shares(indexed, sample_catalogue):
+    """An image alone gets a BM25 leg from its neighbours' titles; the words are the first page's
+    (read back with _mget), and the leg ranks as a plain BM25 search for them."""
+    from query_builder.term_feedback import TermFeedback, feedback_text
+
+    settings, store = indexed
+    image = sample_catalogue.parent / "images" / "S001.png"
+    s = searcher(settings, store, "auto")
+    plain = s.search(HybridQuery(image=image, size=5))
+    settings_ = TermFeedback(depth=5, min_share=0.4, weight=1.0)
+    found = s.search(HybridQuery(image=image, size=5, term_feedback=settings_))
+    assert found.fusion["mode"] == "legs" and found.legs["term_feedback"] > 0
+    top = [h.id for h in plain.hits]
+    sources = store.sources(top)
+    assert found.fusion["term_feedback_text"] == feedback_text(None, [sources[d] for d in top], ["title", "description"], settings_)
+    expected = store.bm25(found.fusion["term_feedback_text"], boosts={}, filters=[], size=100)
+    for hit in found.hits:
+        if "term_feedback" in hit.legs:
+            assert expected[hit.legs["term_feedback"].rank - 1][0] == hit.id
+
+
 def test_the_search_analyzer_expands_synonyms_and_indexes_as_english(indexed):
     """The index's search analyzer is ``english`` plus the rules: the words it makes for a plain
     title are ``english``'s (so queries meet the indexed terms), and a synonym adds the others."""

@@ -137,14 +137,17 @@ def test_tuning_chooses_what_search_then_reproduces(indexed, sample_catalogue):
     assert 0.0 <= text.cross_validated["estimate"] <= text.in_sample + 1e-9
     # the tuning re-fused the legs in Python; the real search path with the profile scores the same
     table = run_strategies(searcher, queries, sample_catalogue.parent, (Strategy("tuned", None, profile=profile),))
-    kept = text.chosen_feedback
+    kept, terms = text.chosen_feedback, text.chosen_term_feedback
     assert profile.feedback == ({"text": kept} if kept else {})
-    assert table["text"]["tuned"]["NDCG@10"] == pytest.approx(text.feedback["in_sample"] if kept else text.in_sample)
+    assert profile.term_feedback == ({"text": terms} if terms else {})
+    assert text.feedback["term_feedback"]["candidates"] == 30
+    expected = text.feedback["term_feedback"]["in_sample"] if terms else text.feedback["in_sample"] if kept else text.in_sample
+    assert table["text"]["tuned"]["NDCG@10"] == pytest.approx(expected)
     names = [s.name for s in with_tuned(STRATEGIES, profile)]
-    assert names[-2:] == ["tuned", "tuned + MMR"] and "hybrid RRF + MMR" in [s.name for s in with_tuned(STRATEGIES, None)]
-    assert ("tuned, no feedback" in names) == bool(kept)
+    assert [n for n in names if n.startswith("tuned")] == ["tuned", *(["tuned, no feedback"] if kept or terms else []), "tuned + MMR"]
+    assert "hybrid RRF + MMR" in [s.name for s in with_tuned(STRATEGIES, None)]
     plain, _ = tune(searcher, queries, sample_catalogue.parent, folds=3, feedback=[])
-    assert plain.feedback == {} and plain.kinds == profile.kinds
+    assert plain.feedback == {} and plain.term_feedback == {} and plain.kinds == profile.kinds
 
 
 def test_search_with_diversity_reorders_only_the_top_and_is_explained(indexed):
