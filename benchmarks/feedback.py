@@ -75,11 +75,15 @@ def main(index, queries, images_root, profile, repeats, out_file) -> None:
             searcher.encode(query, set())
     store.build_graphs()
     result = {"command": "python benchmarks/feedback.py " + " ".join(sys.argv[1:]), "machine": describe_machine(), "kinds": {}}
+    vector_only = replace(with_feedback, term_feedback={})
     for kind, group in by_kind.items():
-        samples: dict[str, list[float]] = {"without feedback": [], "with feedback": []}
+        profiles = [("without feedback", without), ("with feedback", with_feedback)]
+        if kind in with_feedback.term_feedback and kind in with_feedback.feedback:
+            profiles.insert(1, ("vector feedback only", vector_only))  # what the term leg adds on top
+        samples: dict[str, list[float]] = {name: [] for name, _ in profiles}
         for _ in range(repeats):
             for query in group:
-                for name, chosen in (("without feedback", without), ("with feedback", with_feedback)):
+                for name, chosen in profiles:
                     applied = chosen.apply(query)
                     started = time.perf_counter()
                     searcher.search(applied)
@@ -91,7 +95,10 @@ def main(index, queries, images_root, profile, repeats, out_file) -> None:
         figures["queries"] = len(group)
         figures["p50_ratio"] = figures["with feedback"]["p50_ms"] / figures["without feedback"]["p50_ms"]
         result["kinds"][kind] = figures
-        click.echo(f"{kind} ({len(group)} queries x {repeats}): p50 {figures['without feedback']['p50_ms']:.2f} ms without, "
+        middle = ""
+        if "vector feedback only" in figures:
+            middle = f"{figures['vector feedback only']['p50_ms']:.2f} ms with vector feedback only, "
+        click.echo(f"{kind} ({len(group)} queries x {repeats}): p50 {figures['without feedback']['p50_ms']:.2f} ms without, {middle}"
                    f"{figures['with feedback']['p50_ms']:.2f} ms with feedback ({figures['p50_ratio']:.2f}x); "
                    f"p95 {figures['without feedback']['p95_ms']:.2f} / {figures['with feedback']['p95_ms']:.2f} ms")
     if out_file:
