@@ -285,19 +285,26 @@ class HybridSearcher:
         """The legs and their fusion, after the feedback round when the query asks for one, and what
         the round searched for (``{"term_feedback_text": ...}``) for the result's fusion report.
 
-        Both feedback legs start from the first fused page, so neither waits for the other."""
+        Both feedback legs start from the first fused page, so neither waits for the other: where the
+        store's legs overlap (Elasticsearch round trips), they run at once, as the first legs do."""
         fused = self.fuse(results, query)
-        extra: dict[str, RankedIds] = {}
-        notes: dict[str, Any] = {}
+        rounds: dict[str, Any] = {}
         if query.feedback is not None:
-            ranked = self.feedback(query.feedback, vectors, fused, filters, k=query.k, num_candidates=query.candidates)
-            if ranked is not None:
-                extra[FEEDBACK_LEG] = ranked
+            settings = query.feedback
+            rounds[FEEDBACK_LEG] = lambda: (self.feedback(settings, vectors, fused, filters, k=query.k, num_candidates=query.candidates), None)
         if query.term_feedback is not None:
-            ranked, text = self.term_feedback(query.term_feedback, query.text, fused, filters, boosts=query.boosts, k=query.k)
-            notes["term_feedback_text"] = text
-            if ranked is not None:
-                extra[TERM_FEEDBACK_LEG] = ranked
+            terms = query.term_feedback
+            rounds[TERM_FEEDBACK_LEG] = lambda: self.term_feedback(terms, query.text, fused, filters, boosts=query.boosts, k=query.k)
+        if not rounds:
+            return results, fused, {}
+        parallel = self.parallel_legs if self.parallel_legs is not None else getattr(self.store, "concurrent_legs", True)
+        if parallel and len(rounds) > 1:
+            futures = {name: _LEG_POOL.submit(run) for name, run in rounds.items()}
+            answers = {name: future.result() for name, future in futures.items()}
+        else:
+            answers = {name: run() for name, run in rounds.items()}
+        extra = {name: ranked for name, (ranked, _) in answers.items() if ranked is not None}
+        notes = {"term_feedback_text": answers[TERM_FEEDBACK_LEG][1]} if TERM_FEEDBACK_LEG in answers else {}
         if not extra:
             return results, fused, notes
         results = {**results, **extra}

@@ -230,6 +230,33 @@ def test_on_elasticsearch_term_feedback_runs_client_side_as_one_more_multi_match
             ElasticsearchHybridSearcher(store, layout, text_space, image_space, mode=mode).requests(query)
 
 
+def test_on_elasticsearch_both_feedback_legs_go_out_at_once_from_the_first_page(layout, text_space, image_space):
+    from test_es_requests import WireClient
+
+    from hybrid_core.stores.elasticsearch import ElasticsearchStore
+    from query_builder.es_searcher import ElasticsearchHybridSearcher
+
+    dims = {v.name: v.dims for v in layout.vector_fields}
+    vectors = {name: [1.0] + [0.0] * (n - 1) for name, n in dims.items()}
+    answers = {
+        "_msearch": {"responses": [{"hits": {"hits": [{"_id": "p1", "_score": 1.0}]}}] * 4},
+        "_mget": {"docs": [{"_id": "p1", "found": True, "_version": 1, "_source": {"title": "Men Black Watch", "version": 1, **vectors}}]},
+        "_search": {"hits": {"hits": [{"_id": "p2", "_score": 0.9}]}},
+    }
+    client = WireClient(answers)
+    store = ElasticsearchStore(client, layout)
+    store._checked = True
+    query = HybridQuery(text="black watch", size=3, fusion=FusionConfig(rank_window_size=10),
+                        feedback=Feedback("text_vector", 5, 0.0, 1.0), term_feedback=TermFeedback(5, 1.0))
+    result = ElasticsearchHybridSearcher(store, layout, text_space, image_space, mode="legs").search(query)
+    paths = [p for _, p, _ in client.sent]
+    assert paths[0] == "/_msearch" and sorted(paths[1:5]) == ["/products/_mget", "/products/_mget", "/products/_search", "/products/_search"]
+    searches = [body for _, path, body in client.sent if path == "/products/_search"]
+    assert sorted("knn" in body for body in searches) == [False, True]  # one kNN leg, one BM25 leg
+    assert result.legs["feedback"] == 1 and result.legs["term_feedback"] == 1
+    assert result.fusion["term_feedback_text"] == "black watch men"
+
+
 def test_the_command_line_shows_term_feedback_and_checks_its_settings(tmp_path, monkeypatch):
     from click.testing import CliRunner
 
