@@ -23,7 +23,6 @@ only where nested cross-validation says it pays (see docs/evaluation.md).
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -32,11 +31,11 @@ from typing import Any
 from hybrid_core.dicts import known_keys
 from hybrid_core.errors import ValidationError
 from hybrid_core.stores.lexical import ENGLISH_STOP_WORDS
+from hybrid_core.synonyms import words as analyzed_words
 
 LEG = "term_feedback"
 MAX_DEPTH = 100
 MAX_TERMS = 32
-_WORD = re.compile(r"[^\W_]+")  # the words the embedded store's tokenizer and Elasticsearch's `standard` both split on
 
 
 @dataclass(frozen=True)
@@ -72,8 +71,9 @@ class TermFeedback:
 
 
 def words(text: str) -> list[str]:
-    """Lower-cased words of ``text`` without English stop words, in order."""
-    return [w for w in _WORD.findall(text.lower()) if w not in ENGLISH_STOP_WORDS]
+    """Lower-cased words of ``text`` as the synonym rules read them (possessives dropped, as
+    Elasticsearch's analyzer drops them, so "Men's" votes for ``men``), without English stop words."""
+    return [w for w in analyzed_words(text) if w not in ENGLISH_STOP_WORDS]
 
 
 def shared_terms(texts: Sequence[str], *, min_share: float, max_terms: int, exclude: Iterable[str] = ()) -> list[str]:

@@ -54,6 +54,7 @@ def test_feedback_text_puts_the_query_words_first_and_adds_what_they_lack():
     assert feedback_text(None, [], ["title"], settings) == ""
     assert hit_text({"title": "A", "description": ["b", None, "c"], "price": 3}, ["title", "description", "price"]) == "A b c"
     assert words("The T-shirt, for MEN") == ["t", "shirt", "men"]
+    assert words("Men's Shoes") == words("Men’s Shoes") == ["men", "shoes"]  # possessives vote for the word, as Elasticsearch reads them
 
 
 @pytest.mark.parametrize(
