@@ -446,7 +446,7 @@ def mappings(ctx) -> None:
 @click.option("--threads", type=int, default=2, show_default=True)
 @click.option("--limit", type=int, default=None, help="Use only the first N train products (smoke runs).")
 @click.option("--architecture", default="catalogue_resnet_medium", show_default=True,
-              help="hybrid_core/tower_nets.py's catalogue_resnet_medium or _small (for photos of about 80x64) or any timm image model.")
+              help="hybrid_core/tower_nets.py's catalogue_resnet_medium, _small or _deep (for photos of about 80x64) or any timm image model.")
 @click.option("--image-size", nargs=2, type=int, default=(80, 64), show_default=True, help="Height and width fed to the tower.")
 @click.option("--projection", type=click.Choice(["", "linear", "mlp"]), default="", help="'' uses the timm classifier as the projection.")
 @click.option("--drop", type=float, default=0.0, show_default=True, help="Dropout before a linear/mlp projection.")

@@ -345,7 +345,7 @@ def test_training_within_a_time_budget_ends_early_and_resumes_on_the_short_sched
     assert [h["epoch"] for h in longer["history"]] == [1, 2] and longer["planned_epochs"] == 2
 
 
-@pytest.mark.parametrize("architecture", ["catalogue_resnet_small", "catalogue_resnet_medium"])
+@pytest.mark.parametrize("architecture", ["catalogue_resnet_small", "catalogue_resnet_medium", "catalogue_resnet_deep"])
 def test_the_catalogues_own_architecture_loads_through_openclip_and_round_trips_its_weights(tmp_path, architecture):
     """``catalogue_resnet_*`` are registered with timm, so an OpenCLIP config naming one loads like
     any timm tower, and exported weights load back strictly with the same vectors."""
