@@ -243,10 +243,16 @@ def search(ctx, text, image, filters, fusion, weights, normalizer, rank_constant
             if not on_es and mode == "auto":
                 console.print(f"no cluster to ask (embedded store): showing the {used} mode")
             click.echo(f"# mode: {used}\n" + console_text(settings.es_alias, request))
-            if query.feedback is not None:
+            if query.feedback is not None and query.term_feedback is not None:
+                click.echo(f"# then feedback and term feedback: GET {settings.es_alias}/_mget of the first "
+                           f"{max(query.feedback.depth, query.term_feedback.depth)} fused hits' _source (one read for both), "
+                           f"then at once one knn search over {query.feedback.field} from the first {query.feedback.depth}'s "
+                           f"centroid and one multi_match search for the query's words and the words most of the first "
+                           f"{query.term_feedback.depth} share (built from this round's answer)")
+            elif query.feedback is not None:
                 click.echo(f"# then feedback: GET {settings.es_alias}/_mget of the first {query.feedback.depth} fused hits' "
                            f"{query.feedback.field}, and one knn search over it from their centroid (built from this round's answer)")
-            if query.term_feedback is not None:
+            elif query.term_feedback is not None:
                 click.echo(f"# then term feedback: GET {settings.es_alias}/_mget of the first {query.term_feedback.depth} fused hits' "
                            "_source, and one multi_match search for the query's words and the words most of them share "
                            "(built from this round's answer)")

@@ -285,16 +285,27 @@ class HybridSearcher:
         """The legs and their fusion, after the feedback round when the query asks for one, and what
         the round searched for (``{"term_feedback_text": ...}``) for the result's fusion report.
 
-        Both feedback legs start from the first fused page, so neither waits for the other: where the
-        store's legs overlap (Elasticsearch round trips), they run at once, as the first legs do."""
+        Both feedback legs start from the first fused page, so neither waits for the other: that page is
+        read once for both, and where the store's legs overlap (Elasticsearch round trips) their
+        searches run at once, as the first legs do."""
         fused = self.fuse(results, query)
+        existing, sources = None, None
+        if query.feedback is not None and query.term_feedback is not None:
+            # both read the first page: one read (one _mget on Elasticsearch) serves them
+            top = [doc_id for doc_id, _ in fused[: max(query.feedback.depth, query.term_feedback.depth)]]
+            existing, sources = self.store.hits(top) if top else ({}, {})
         rounds: dict[str, Any] = {}
         if query.feedback is not None:
             settings = query.feedback
-            rounds[FEEDBACK_LEG] = lambda: (self.feedback(settings, vectors, fused, filters, k=query.k, num_candidates=query.candidates), None)
+            rounds[FEEDBACK_LEG] = lambda: (
+                self.feedback(settings, vectors, fused, filters, k=query.k, num_candidates=query.candidates, stored=existing),
+                None,
+            )
         if query.term_feedback is not None:
             terms = query.term_feedback
-            rounds[TERM_FEEDBACK_LEG] = lambda: self.term_feedback(terms, query.text, fused, filters, boosts=query.boosts, k=query.k)
+            rounds[TERM_FEEDBACK_LEG] = lambda: self.term_feedback(
+                terms, query.text, fused, filters, boosts=query.boosts, k=query.k, stored=sources
+            )
         if not rounds:
             return results, fused, {}
         parallel = self.parallel_legs if self.parallel_legs is not None else getattr(self.store, "concurrent_legs", True)

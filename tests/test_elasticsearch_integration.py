@@ -7,6 +7,7 @@ import json
 import os
 import uuid
 
+import numpy as np
 import pytest
 
 from indexer.producer import catalogue_items, enqueue, wait
@@ -84,6 +85,15 @@ def test_stored_vectors_read_back_for_reuse_mmr_and_feedback(indexed):
     assert set(existing) == set(ids)
     for doc in existing.values():
         assert doc.vectors.get("text_vector") is not None and doc.vectors["text_vector"].shape == (384,)
+    # one _mget for both feedback legs reads what the two separate reads do
+    both, sources = store.hits(ids)
+    assert sources == store.sources(ids)
+    assert {d: (e.version, e.text_hash, sorted(e.vectors)) for d, e in both.items()} == {
+        d: (e.version, e.text_hash, sorted(e.vectors)) for d, e in existing.items()
+    }
+    for doc_id, doc in both.items():
+        for name, vector in doc.vectors.items():
+            assert np.array_equal(vector, existing[doc_id].vectors[name])
 
 
 def test_term_feedback_searches_the_words_the_first_page_shares(indexed, sample_catalogue):

@@ -231,7 +231,7 @@ def test_on_elasticsearch_term_feedback_runs_client_side_as_one_more_multi_match
             ElasticsearchHybridSearcher(store, layout, text_space, image_space, mode=mode).requests(query)
 
 
-def test_on_elasticsearch_both_feedback_legs_go_out_at_once_from_the_first_page(layout, text_space, image_space):
+def test_on_elasticsearch_both_feedback_legs_read_the_first_page_once_and_search_at_once(layout, text_space, image_space):
     from test_es_requests import WireClient
 
     from hybrid_core.stores.elasticsearch import ElasticsearchStore
@@ -251,7 +251,9 @@ def test_on_elasticsearch_both_feedback_legs_go_out_at_once_from_the_first_page(
                         feedback=Feedback("text_vector", 5, 0.0, 1.0), term_feedback=TermFeedback(5, 1.0))
     result = ElasticsearchHybridSearcher(store, layout, text_space, image_space, mode="legs").search(query)
     paths = [p for _, p, _ in client.sent]
-    assert paths[0] == "/_msearch" and sorted(paths[1:5]) == ["/products/_mget", "/products/_mget", "/products/_search", "/products/_search"]
+    # one _mget of the whole _source serves both (vectors for one, text for the other), then both
+    # searches; the last _mget reads the answer's own page
+    assert paths == ["/_msearch", "/products/_mget", "/products/_search", "/products/_search", "/products/_mget"]
     searches = [body for _, path, body in client.sent if path == "/products/_search"]
     assert sorted("knn" in body for body in searches) == [False, True]  # one kNN leg, one BM25 leg
     assert result.legs["feedback"] == 1 and result.legs["term_feedback"] == 1
@@ -268,6 +270,9 @@ def test_the_command_line_shows_term_feedback_and_checks_its_settings(tmp_path, 
     assert shown.exit_code == 0, shown.output
     assert "# mode: legs" in shown.output
     assert "# then term feedback: GET products/_mget of the first 20 fused hits' _source" in shown.output
+    both = CliRunner().invoke(cli, ["search", "black watch", "--term-feedback", "10", "--feedback", "text_vector", "--feedback-depth", "20", "--show-request"])
+    assert both.exit_code == 0, both.output
+    assert "# then feedback and term feedback: GET products/_mget of the first 20 fused hits' _source (one read for both)" in both.output
     bad = CliRunner().invoke(cli, ["search", "black watch", "--term-feedback", "20", "--term-feedback-share", "0"])
     assert bad.exit_code == 2 and "term feedback min_share must be a number in (0, 1], got 0.0" in bad.output
     assert not (tmp_path / "none.sqlite").exists(), "no store was opened"

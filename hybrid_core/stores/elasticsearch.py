@@ -178,8 +178,11 @@ class ElasticsearchStore:
             response = self.client.mget(index=self.alias, ids=ids, source_includes=wanted)
         except (ApiError, TransportError) as exc:
             raise self._translate(exc, "read existing documents") from exc
+        return self._existing_docs(response["docs"])
+
+    def _existing_docs(self, docs: list[dict[str, Any]]) -> dict[str, ExistingDoc]:
         found = {}
-        for doc in response["docs"]:
+        for doc in docs:
             if not doc.get("found"):
                 continue
             src = doc.get("_source", {})
@@ -278,6 +281,22 @@ class ElasticsearchStore:
         excludes = [v.name for v in self.layout.vector_fields]
         response = self.client.mget(index=self.alias, ids=ids, source_excludes=excludes)
         return {d["_id"]: d["_source"] for d in response["docs"] if d.get("found")}
+
+    def hits(self, ids: list[str]) -> tuple[dict[str, ExistingDoc], dict[str, dict[str, Any]]]:
+        """One ``_mget`` of the whole ``_source`` instead of two of its halves (vectors for one
+        feedback leg, text for the other): one round trip and one lookup per id on the cluster."""
+        if not ids:
+            return {}, {}
+        from elasticsearch import ApiError, TransportError
+
+        self._ready()
+        try:
+            docs = self.client.mget(index=self.alias, ids=ids)["docs"]
+        except (ApiError, TransportError) as exc:
+            raise self._translate(exc, "read the first page's documents") from exc
+        vector_fields = {v.name for v in self.layout.vector_fields}
+        sources = {d["_id"]: {k: v for k, v in d.get("_source", {}).items() if k not in vector_fields} for d in docs if d.get("found")}
+        return self._existing_docs(docs), sources
 
     def count(self) -> int:
         self._ready()

@@ -521,6 +521,10 @@ class EmbeddedStore:
         ).fetchall()
         return {r["id"]: json.loads(r["source"]) for r in rows}
 
+    def hits(self, ids: list[str]) -> tuple[dict[str, ExistingDoc], dict[str, dict[str, Any]]]:
+        """Two local reads: nothing to save here by merging them."""
+        return self.existing(ids), self.sources(ids)
+
     def versions(self) -> dict[str, tuple[int, bool]]:
         """Every id with its version and whether it is deleted (for checks and tests)."""
         rows = self._conn().execute("SELECT id, version, deleted FROM products").fetchall()
