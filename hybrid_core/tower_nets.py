@@ -43,7 +43,7 @@ ARCHITECTURES: dict[str, ByoModelCfg] = {
         _SMALL, blocks=tuple(replace(b, d=d) for b, d in zip(_SMALL.blocks, (1, 2, 3, 2)))
     ),
     # one more block again in each of the last three stages (depths 1-3-4-3): 4.95 M parameters, a
-    # bf16 step about 1.2x the medium net's on an AMX Xeon (benchmarks/tower_step.py)
+    # bf16 step 1.1-1.2x the medium net's on an AMX Xeon (benchmarks/tower_step.py); configs/tower-deep.json
     "catalogue_resnet_deep": replace(
         _SMALL, blocks=tuple(replace(b, d=d) for b, d in zip(_SMALL.blocks, (1, 3, 4, 3)))
     ),

@@ -96,6 +96,24 @@ def test_train_image_tower_defaults_are_the_shipped_towers_recipe():
     assert defaults["time_budget_min"] < 60  # issue 4: training takes under an hour
 
 
+@pytest.mark.parametrize(("config", "architecture"), [("tower-small.json", "catalogue_resnet_small"), ("tower-deep.json", "catalogue_resnet_deep")])
+def test_the_opt_in_tower_configs_load_their_packaged_towers(config, architecture):
+    """``configs/tower-*.json`` name a packaged model config and weights by file name; each loads
+    strictly (the weights fit the architecture its config names) and gives unit vectors."""
+    from PIL import Image
+
+    from hybrid_core.config import Settings
+    from tests.queue_helpers import REPO
+
+    spec = json.loads((REPO / "configs" / config).read_text())["image_space"]
+    packaged = json.loads((REPO / "hybrid_core" / "model_configs" / f"{spec['model_config']}.json").read_text())
+    assert packaged["vision_cfg"]["timm_model_name"] == architecture
+    _, image = Settings.from_env({"HYBRID_SEARCH_CONFIG": str(REPO / "configs" / config)}).embedding_spaces()
+    assert f"{spec['pretrained_image']}#" in image.model_id
+    vector = image.embed_images([Image.new("RGB", (60, 80), (200, 30, 30))])
+    assert vector.shape == (1, 384) and abs(float(np.linalg.norm(vector)) - 1.0) < 1e-5
+
+
 def test_the_packaged_ensemble_config_loads_both_shipped_towers():
     from PIL import Image
 
