@@ -66,6 +66,7 @@ STRATEGIES = (
     Strategy("text kNN", ("text",)),
     Strategy("cross-modal kNN", ("cross",)),
     Strategy("image kNN", ("image",)),
+    Strategy("caption kNN", ("caption",)),
     Strategy("product vector", ("product",)),
     Strategy("hybrid RRF", None),
     Strategy("hybrid linear", None, FusionConfig(method="linear", normalizer="minmax", rank_window_size=DEPTH)),

