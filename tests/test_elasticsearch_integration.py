@@ -148,3 +148,21 @@ def test_all_terms_boost_adds_its_constant_on_the_cluster_too(indexed):
         words = f"{titles[pid].get('title', '')} {titles[pid].get('description', '')}".lower()  # cross_fields: any field
         every = all(w in words for w in ("green", "cotton", "kurta"))
         assert boosted[pid] == pytest.approx(score + (2.0 if every else 0.0), rel=1e-5), titles[pid]["title"]
+
+
+def test_a_photo_reads_the_titles_on_the_cluster_too(indexed, sample_catalogue):
+    """The caption leg on Elasticsearch: a knn over text_vector with the photo's vector ranks the
+    products by the cosine of their title vectors, as the embedded store does."""
+    settings, store = indexed
+    photo = sample_catalogue.parent / "images" / "S001.png"
+    s = searcher(settings, store, "legs")
+    if not s.reads_image_as_text():
+        pytest.skip("the configured image space does not share the text model, so it has no caption leg")
+    assert s.applicable_legs(HybridQuery(image=photo)) == ["image", "caption", "product"]
+    result = s.search(HybridQuery(image=photo, size=10, legs=("caption",), fusion=FusionConfig(rank_window_size=48)))
+    vector = s.encode(HybridQuery(image=photo), {"caption"}).image
+    ids = [json.loads(line)["id"] for line in sample_catalogue.read_text().splitlines()]
+    stored = store.existing(ids)
+    expected = sorted(((float(vector @ d.vectors["text_vector"]), i) for i, d in stored.items()), reverse=True)[:10]
+    assert [h.id for h in result.hits] == [i for _, i in expected]
+    assert [h.legs["caption"].score for h in result.hits] == pytest.approx([(1 + c) / 2 for c, _ in expected], abs=1e-4)
