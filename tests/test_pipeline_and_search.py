@@ -204,6 +204,7 @@ def test_a_photo_reads_the_titles_where_the_tower_shares_the_text_space(tmp_path
     knn = [r["knn"] for r in retrievers_body(query, plans, layout, [])["retriever"]["rrf"]["retrievers"]]
     assert [(k["_name"], k["field"]) for k in knn] == [("image", "image_vector"), ("caption", "text_vector"), ("product", "product_vector")]
     np.testing.assert_allclose(knn[1]["query_vector"], vector, atol=1e-6)
+    store.close()
 
 
 def test_linear_fusion_and_weights(searcher):
