@@ -21,7 +21,7 @@ LEG_HELP = {
     "text": "query text -> text space -> text_vector",
     "cross": "query text -> image space -> image_vector",
     "image": "query image -> image space -> image_vector",
-    "caption": "query image (averaged with the text, if any) in the image space -> text_vector (where that is the text space)",
+    "caption": "query image -> image space -> text_vector (where the image tower was trained into the text space)",
     "product": "query (text, image or both averaged) in the image space -> product_vector",
 }
 MAX_WINDOW = 10_000  # Elasticsearch's index.max_result_window and knn num_candidates cap

@@ -126,7 +126,7 @@ class HybridSearcher:
             vectors.text = self.text_space.embed_query(text)
         if self.image_space is None:
             return vectors
-        if text and wanted & {"cross", "caption", "product"}:
+        if text and wanted & {"cross", "product"}:
             if shares_text_tower(self.image_space, self.text_space):
                 vectors.cross = vectors.text if vectors.text is not None else self.text_space.embed_query(text)
             else:
@@ -195,9 +195,8 @@ class HybridSearcher:
                 plans.append(LegPlan("cross", "image_vector", vectors.cross))
             elif leg == "image":
                 plans.append(LegPlan("image", "image_vector", vectors.image))
-            elif leg == "caption":  # with words too, the photo as they modify it ("this, in red"), as for product
-                vector = vectors.combined if vectors.combined is not None else vectors.image
-                plans.append(LegPlan("caption", "text_vector", vector))
+            elif leg == "caption":
+                plans.append(LegPlan("caption", "text_vector", vectors.image))
             elif leg == "product":
                 vector = next(v for v in (vectors.combined, vectors.cross, vectors.image) if v is not None)
                 plans.append(LegPlan("product", "product_vector", vector))

@@ -196,11 +196,6 @@ def test_a_photo_reads_the_titles_where_the_tower_shares_the_text_space(tmp_path
     assert [h.legs["caption"].score for h in caption.hits] == pytest.approx([(1 + s) / 2 for s, _ in expected], abs=1e-5)
     plan = searcher.plan(HybridQuery(image=photo), searcher.encode(HybridQuery(image=photo), {"caption"}), ["caption"])
     assert plan[0].field == "text_vector" and np.allclose(plan[0].vector, vector, atol=1e-6)
-    # photo and words: the normalized mean of the photo's vector and the words' (as the product leg takes)
-    both = HybridQuery(text="in red", image=photo)
-    plan = searcher.plan(both, searcher.encode(both, {"caption"}), ["caption"])
-    mean = vector + text_space.embed_query("in red")
-    np.testing.assert_allclose(plan[0].vector, mean / np.linalg.norm(mean), atol=1e-5)
     # on Elasticsearch the same plan is one more knn retriever, over text_vector, with the photo's vector
     from query_builder.es_requests import retrievers_body
 
