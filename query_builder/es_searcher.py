@@ -145,6 +145,6 @@ class ElasticsearchHybridSearcher(HybridSearcher):
         return SearchResult(
             hits=hits,
             legs=sizes,
-            fusion=fusion_report(query, mode=mode, **self.rewrites(query), **notes),
+            fusion=fusion_report(query, mode=mode, **self.rewrites(query, vectors), **notes),
             took_ms={"encode_and_plan": 1000 * (t1 - t0), "elasticsearch_and_fuse": 1000 * (t2 - t1)},
         )

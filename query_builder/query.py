@@ -15,13 +15,15 @@ from query_builder.feedback import Feedback
 from query_builder.fusion import FUSIONS, NORMALIZERS
 from query_builder.term_feedback import TermFeedback
 
-LEG_NAMES = ("bm25", "text", "cross", "image", "caption", "product")
+LEG_NAMES = ("bm25", "text", "cross", "image", "caption", "photo_words", "product")
 LEG_HELP = {
     "bm25": "BM25 over the text fields",
     "text": "query text -> text space -> text_vector",
     "cross": "query text -> image space -> image_vector",
     "image": "query image -> image space -> image_vector",
     "caption": "query image -> image space -> text_vector (where the image tower was trained into the text space)",
+    "photo_words": "query image -> its closest phrase of the image space's vocabulary (less what the query's text names, "
+                   "then that text) -> BM25 over the text fields",
     "product": "query (text, image or both averaged) in the image space -> product_vector",
 }
 MAX_WINDOW = 10_000  # Elasticsearch's index.max_result_window and knn num_candidates cap

@@ -53,15 +53,23 @@ class QueryVectors:
     cross: np.ndarray | None = None  # query text in the image space
     image: np.ndarray | None = None  # query image in the image space (the text space too, where it shares the text tower)
     combined: np.ndarray | None = None  # normalized mean of cross and image
+    photo_words: str | None = None  # the words the photo reads as (its vocabulary phrase), then the query's own
 
 
 @dataclass(frozen=True)
 class LegPlan:
-    """One leg to run: BM25 (``field`` None) or kNN over ``field`` with ``vector``."""
+    """One leg to run: BM25 over ``text`` (``field`` None) or kNN over ``field`` with ``vector``."""
 
     name: str
     field: str | None = None
     vector: np.ndarray | None = None
+    text: str | None = None
+
+    @property
+    def all_terms_boost_applies(self) -> bool:
+        """``FusionConfig.all_terms_boost`` shapes the query's own BM25 leg; the photo's words are
+        searched plainly (their phrase is one guess among the vocabulary's, not words a shopper chose)."""
+        return self.name == "bm25"
 
 
 class HybridSearcher:
@@ -113,10 +121,14 @@ class HybridSearcher:
         """The words the vector legs embed for a query's ``text``."""
         return self._rules.canonical(text) if self._rules is not None else text
 
-    def rewrites(self, query: HybridQuery) -> dict[str, str]:
-        """For ``SearchResult.fusion``: what the vector legs embedded, where it is not the query's text."""
+    def rewrites(self, query: HybridQuery, vectors: QueryVectors | None = None) -> dict[str, str]:
+        """For ``SearchResult.fusion``: what the vector legs embedded, where it is not the query's text,
+        and the words the photo was searched with."""
         embedded = self.vector_text(query.text) if query.text else None
-        return {"vector_text": embedded} if embedded is not None and embedded != query.text else {}
+        out = {"vector_text": embedded} if embedded is not None and embedded != query.text else {}
+        if vectors is not None and vectors.photo_words:
+            out["photo_words"] = vectors.photo_words
+        return out
 
     def encode(self, query: HybridQuery, wanted: set[str]) -> QueryVectors:
         """Encode only what the wanted legs need."""
@@ -131,7 +143,7 @@ class HybridSearcher:
                 vectors.cross = vectors.text if vectors.text is not None else self.text_space.embed_query(text)
             else:
                 vectors.cross = self.image_space.embed_query(text)
-        if query.image is not None and wanted & {"image", "caption", "product"}:
+        if query.image is not None and wanted & {"image", "caption", "product", "photo_words"}:
             try:
                 picture = self._query_image(query.image)
             except ValueError as exc:
@@ -139,7 +151,18 @@ class HybridSearcher:
             vectors.image = self.image_space.embed_images([picture])[0]
         if vectors.cross is not None and vectors.image is not None:
             vectors.combined = unit(vectors.cross + vectors.image)
+        if vectors.image is not None and "photo_words" in wanted:
+            vectors.photo_words = self.photo_words(vectors.image, query.text)
         return vectors
+
+    def photo_words(self, image: np.ndarray, text: str | None) -> str | None:
+        """What the photo is searched with in words: its closest vocabulary phrase, less the facets the
+        query's text names, then that text (``hybrid_core.vocabulary``)."""
+        loaded = self.image_space.photo_vocabulary() if self.image_space is not None else None
+        if loaded is None:
+            return None
+        vocabulary, phrases = loaded
+        return vocabulary.describe(phrases @ image, text, canonical=self.vector_text) or None
 
     # -- planning --------------------------------------------------------------------------
 
@@ -162,6 +185,11 @@ class HybridSearcher:
             and self.layout.has_vector("image_vector")
         )
 
+    def reads_photo_words(self) -> bool:
+        """Whether a query photo can be searched in words (the ``photo_words`` leg): where the image
+        space has a photo vocabulary and the layout has text fields for BM25."""
+        return self.image_space is not None and bool(self.image_space.spec.vocabulary) and bool(self.layout.text_fields)
+
     def applicable_legs(self, query: HybridQuery) -> list[str]:
         """Legs that can run for this query on this layout, in canonical order."""
         has_image_space = self.image_space is not None and self.layout.has_vector("image_vector")
@@ -176,6 +204,8 @@ class HybridSearcher:
             legs.append("image")
             if self.reads_image_as_text():
                 legs.append("caption")
+            if self.reads_photo_words():
+                legs.append("photo_words")
         if has_image_space and self.layout.has_vector("product_vector"):
             legs.append("product")
         if query.legs is not None:
@@ -188,7 +218,7 @@ class HybridSearcher:
         plans = []
         for leg in legs:
             if leg == "bm25":
-                plans.append(LegPlan("bm25"))
+                plans.append(LegPlan("bm25", text=query.text))
             elif leg == "text":
                 plans.append(LegPlan("text", "text_vector", vectors.text))
             elif leg == "cross":
@@ -197,6 +227,9 @@ class HybridSearcher:
                 plans.append(LegPlan("image", "image_vector", vectors.image))
             elif leg == "caption":
                 plans.append(LegPlan("caption", "text_vector", vectors.image))
+            elif leg == "photo_words":
+                if vectors.photo_words:  # a vocabulary whose best phrase is empty after the query's facets: nothing to search
+                    plans.append(LegPlan("photo_words", text=vectors.photo_words))
             elif leg == "product":
                 vector = next(v for v in (vectors.combined, vectors.cross, vectors.image) if v is not None)
                 plans.append(LegPlan("product", "product_vector", vector))
@@ -206,10 +239,9 @@ class HybridSearcher:
 
     def run_leg(self, plan: LegPlan, query: HybridQuery, filters: list[Condition]) -> RankedIds:
         if plan.field is None:
-            assert query.text is not None
-            return self.store.bm25(
-                query.text, boosts=query.boosts, filters=filters, size=query.k, all_terms_boost=query.fusion.all_terms_boost
-            )
+            assert plan.text is not None
+            boost = query.fusion.all_terms_boost if plan.all_terms_boost_applies else 0.0
+            return self.store.bm25(plan.text, boosts=query.boosts, filters=filters, size=query.k, all_terms_boost=boost)
         assert plan.vector is not None
         return self.store.knn(plan.field, plan.vector, k=query.k, num_candidates=query.candidates, filters=filters)
 
@@ -364,7 +396,7 @@ class HybridSearcher:
         return SearchResult(
             hits=hits,
             legs={name: len(ranked) for name, ranked in results.items()},
-            fusion=fusion_report(query, **self.rewrites(query), **notes),
+            fusion=fusion_report(query, **self.rewrites(query, vectors), **notes),
             took_ms={"encode": 1000 * (t1 - t0), "legs": 1000 * (t2 - t1), "fuse_and_fetch": 1000 * (t3 - t2)},
         )
 

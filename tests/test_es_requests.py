@@ -43,7 +43,7 @@ IMAGE = SpaceSpec(name="image", kind="open_clip", model="tiny", dims=2, init_see
 LAYOUT = build_layout(TEXT, IMAGE)
 T = np.array([1.0, 0.0, 0.0], dtype=np.float32)
 C = np.array([0.0, 1.0], dtype=np.float32)
-PLANS = [LegPlan("bm25"), LegPlan("text", "text_vector", T), LegPlan("cross", "image_vector", C)]
+PLANS = [LegPlan("bm25", text="red kurta"), LegPlan("text", "text_vector", T), LegPlan("cross", "image_vector", C)]
 MULTI_MATCH = {"multi_match": {"query": "red kurta", "fields": ["title^2.0", "description^1.0"], "type": "best_fields"}}
 SOURCE = {"excludes": ["text_vector", "image_vector", "product_vector"]}
 

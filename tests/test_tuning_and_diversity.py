@@ -56,7 +56,7 @@ def test_a_profile_applies_its_kind_fusion_and_drops_zero_weight_legs(tmp_path):
         "image": FusionConfig("rrf", {"image": 1.0, "product": 2.0}, rank_constant=10),
     })
     text = profile.apply(HybridQuery(text="red kurta"))
-    assert text.fusion.method == "linear" and text.legs == ("bm25", "cross", "image", "caption", "product")  # unlisted: weight 1
+    assert text.fusion.method == "linear" and text.legs == ("bm25", "cross", "image", "caption", "photo_words", "product")  # unlisted: weight 1
     assert profile.apply(HybridQuery(text="red kurta", legs=("bm25",))).legs == ("bm25",)  # the query's own legs win
     assert profile.apply(HybridQuery(text="red", size=20, offset=40)).fusion.rank_window_size == 60  # the page fits
     assert profile.apply(HybridQuery(image=tmp_path / "x.png")).fusion.rank_constant == 10

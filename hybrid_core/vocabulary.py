@@ -1,0 +1,140 @@
+"""A photo vocabulary: the phrases an image space can read a photo as, so a photo can be searched in words.
+
+BM25 is the strongest single leg for text queries (it rewards every asked word and nothing else),
+and image queries had no such leg: every one of theirs is a vector nearest-neighbour search. A
+tower trained into a text space (or any CLIP model) can classify a photo zero-shot against a list of
+phrases; the best phrase ("Men Navy Blue Tshirts") is then a text query that BM25 answers
+precisely. The phrases are rows of facets (``gender``, ``colour``, ``article_type`` for the packaged
+tower, the fields its caption term was trained on), so that where the shopper's own words name a
+facet ("this, in red"), the words win and the photo's reading of that facet is dropped.
+
+The packaged vocabulary is built from the ``train`` split's fields (training labels, as the tower's
+captions are); nothing of a ``test`` product is read. A user's own vocabulary is any JSON file of the
+same format (their taxonomy), for any image space with a text tower.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hybrid_core.errors import ConfigError
+from hybrid_core.synonyms import words
+
+FORMAT = "es-hybrid-search/photo-vocabulary@1"
+
+
+def _value(product: Mapping[str, Any], name: str) -> str | None:
+    raw = product.get(name)
+    if raw is None and isinstance(product.get("attributes"), Mapping):
+        raw = product["attributes"].get(name)
+    if raw is None or (isinstance(raw, float) and raw != raw):  # NaN, as pandas exports leave it
+        return None
+    text = str(raw).strip()
+    return text or None
+
+
+@dataclass(frozen=True)
+class PhotoVocabulary:
+    """Rows of facet values (each a phrase when joined in ``fields`` order), most frequent first."""
+
+    fields: tuple[str, ...]
+    rows: tuple[tuple[str | None, ...], ...]
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.fields or not all(isinstance(f, str) and f for f in self.fields):
+            raise ConfigError(f"photo vocabulary {self.source}: fields must be a non-empty list of names")
+        if not self.rows:
+            raise ConfigError(f"photo vocabulary {self.source}: it has no phrases")
+        for number, row in enumerate(self.rows):
+            if len(row) != len(self.fields) or not any(row):
+                raise ConfigError(
+                    f"photo vocabulary {self.source}: row {number} {list(row)} must give {len(self.fields)} values "
+                    f"({', '.join(self.fields)}), at least one of them non-empty"
+                )
+
+    @property
+    def phrases(self) -> list[str]:
+        return [" ".join(v for v in row if v) for row in self.rows]
+
+    def values(self) -> dict[str, set[tuple[str, ...]]]:
+        """Per facet, every value as words (``("navy", "blue")``): what a query's words are matched against."""
+        out: dict[str, set[tuple[str, ...]]] = {f: set() for f in self.fields}
+        for row in self.rows:
+            for name, value in zip(self.fields, row):
+                if value:
+                    out[name].add(tuple(words(value)))
+        return out
+
+    def describe(self, scores: np.ndarray, text: str | None = None, canonical: Callable[[str], str] | None = None) -> str:
+        """The words a photo is searched with: the best-scoring row, less any facet the query's
+        ``text`` names (its words win: "in red" over the photo's black), followed by ``text``.
+
+        ``canonical`` puts the text in the wording the facet values use (synonym rules: ``gray`` ->
+        ``grey``) before the facets are looked for."""
+        if len(scores) != len(self.rows):
+            raise ValueError(f"{len(scores)} scores for {len(self.rows)} phrases")
+        row = self.rows[int(np.argmax(scores))]
+        named = named_facets(canonical(text) if (text and canonical) else (text or ""), self.values())
+        kept = [v for name, v in zip(self.fields, row) if v and name not in named]
+        return " ".join(kept + ([text] if text else []))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": FORMAT, "fields": list(self.fields), "rows": [list(r) for r in self.rows], "source": self.source}
+
+    @classmethod
+    def from_dict(cls, data: Any, *, where: str) -> PhotoVocabulary:
+        if not isinstance(data, Mapping) or data.get("format") != FORMAT:
+            raise ConfigError(f"{where} is not a photo vocabulary (expected \"format\": \"{FORMAT}\")")
+        fields, rows = data.get("fields"), data.get("rows")
+        if not isinstance(fields, list) or not isinstance(rows, list) or not all(isinstance(r, list) for r in rows):
+            raise ConfigError(f"{where}: \"fields\" must be a list of names and \"rows\" a list of lists of values")
+        clean = tuple(tuple(None if v in (None, "") else str(v) for v in r) for r in rows)
+        return cls(tuple(fields), clean, source=str(data.get("source") or where))
+
+    @classmethod
+    def load(cls, path: str | Path) -> PhotoVocabulary:
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"cannot read photo vocabulary {path}: {exc}") from None
+        return cls.from_dict(data, where=str(path))
+
+    def save(self, path: str | Path) -> None:
+        data = self.to_dict()
+        rows = ",\n  ".join(json.dumps(r) for r in data.pop("rows"))  # one phrase per line: diffs read as phrases
+        head = json.dumps(data, indent=1)[:-2]
+        Path(path).write_text(f"{head},\n \"rows\": [\n  {rows}\n ]\n}}\n")
+
+    @classmethod
+    def from_products(cls, products: Iterable[Mapping[str, Any]], fields: Sequence[str], *, min_count: int = 2,
+                      source: str = "") -> PhotoVocabulary:
+        """Every distinct row of ``fields`` values among ``products`` seen at least ``min_count`` times
+        (a row seen once is as likely a labelling slip as a kind of product), most frequent first."""
+        counts: Counter[tuple[str | None, ...]] = Counter()
+        for product in products:
+            row = tuple(_value(product, f) for f in fields)
+            if any(row):
+                counts[row] += 1
+        rows = tuple(row for row, n in sorted(counts.items(), key=lambda kv: (-kv[1], tuple(v or "" for v in kv[0]))) if n >= min_count)
+        return cls(tuple(fields), rows, source=source)
+
+
+def named_facets(text: str, values: Mapping[str, set[tuple[str, ...]]]) -> set[str]:
+    """The facets whose values appear in ``text`` as whole words (``"this in navy blue"`` names ``colour``)."""
+    tokens = words(text)
+    named = set()
+    for name, phrases in values.items():
+        for phrase in phrases:
+            n = len(phrase)
+            if n and any(tuple(tokens[i : i + n]) == phrase for i in range(len(tokens) - n + 1)):
+                named.add(name)
+                break
+    return named
