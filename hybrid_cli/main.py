@@ -284,6 +284,8 @@ def search(ctx, text, image, filters, fusion, weights, normalizer, rank_constant
     out.print(table)
     timing = ", ".join(f"{k} {v:.1f} ms" for k, v in result.took_ms.items())
     out.print(f"legs: {', '.join(f'{k}={v}' for k, v in result.legs.items())}; {timing}")
+    if "photo_words" in result.fusion:
+        out.print(f"the photo searched as: {result.fusion['photo_words']}")
     if "term_feedback_text" in result.fusion:
         out.print(f"term feedback searched: {result.fusion['term_feedback_text'] or '(no shared words)'}")
 
@@ -559,6 +561,41 @@ def train_image_tower(
 
         summary = train(config, on_phase=phase, on_epoch=epoch_done)
     console.print(f"best val recall@10 {summary['best_val_recall@10']:.3f}; weights in {Path(out_dir) / 'visual.pt'}")
+
+
+@cli.command("photo-vocabulary")
+@click.argument("catalogue", type=click.Path(exists=True, dir_okay=False))
+@click.option("--fields", default="gender,colour,article_type", show_default=True,
+              help="Catalogue fields whose values, joined in this order, make a phrase (a photo's words).")
+@click.option("--where", multiple=True, help="Only lines whose field equals a value, e.g. split=train (repeatable).")
+@click.option("--min-count", type=click.IntRange(min=1), default=2, show_default=True, help="Keep rows seen at least this often.")
+@click.option("--out", "out_file", type=click.Path(dir_okay=False), required=True, help="The vocabulary JSON to write.")
+def photo_vocabulary(catalogue, fields, where, min_count, out_file) -> None:
+    """Build a photo vocabulary (the phrases the photo_words leg reads a photo as) from a catalogue.
+
+    Name it as an image space's "vocabulary" in a config file. The packaged tower's is this command
+    over ../shared/data/myntra/catalogue.jsonl with --where split=train (the tower's own training split)."""
+    from hybrid_core.vocabulary import PhotoVocabulary
+    from indexer.producer import catalogue_items, parse_where
+
+    try:
+        selector = parse_where(where)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--where") from None
+    names = tuple(f.strip() for f in fields.split(",") if f.strip())
+    if not names:
+        raise click.BadParameter("name at least one field", param_hint="--fields")
+    products = [item["data"] for item in catalogue_items(catalogue, selector) if isinstance(item.get("data"), dict)]
+    selection = f" ({', '.join(f'{k}={v}' for k, v in selector.items())})" if selector else ""
+    try:
+        vocabulary = PhotoVocabulary.from_products(
+            products, names, min_count=min_count,
+            source=f"{Path(catalogue).name}{selection}, {len(products):,} products: {', '.join(names)} rows seen at least {min_count} times",
+        )
+    except SearchError as exc:
+        _fail(f"{catalogue}: {exc}")
+    vocabulary.save(out_file)
+    console.print(f"{len(vocabulary.rows):,} phrases from {len(products):,} products, e.g. {', '.join(vocabulary.phrases[:3])}: {out_file}")
 
 
 def _evaluation_searcher(ctx, catalogue: Path, variant: str, out_dir: Path, store_kind: str, progress: Progress):

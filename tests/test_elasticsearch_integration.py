@@ -158,7 +158,7 @@ def test_a_photo_reads_the_titles_on_the_cluster_too(indexed, sample_catalogue):
     s = searcher(settings, store, "legs")
     if not s.reads_image_as_text():
         pytest.skip("the configured image space does not share the text model, so it has no caption leg")
-    assert s.applicable_legs(HybridQuery(image=photo)) == ["image", "caption", "product"]
+    assert s.applicable_legs(HybridQuery(image=photo))[:2] == ["image", "caption"]
     result = s.search(HybridQuery(image=photo, size=10, legs=("caption",), fusion=FusionConfig(rank_window_size=48)))
     vector = s.encode(HybridQuery(image=photo), {"caption"}).image
     ids = [json.loads(line)["id"] for line in sample_catalogue.read_text().splitlines()]
@@ -166,3 +166,18 @@ def test_a_photo_reads_the_titles_on_the_cluster_too(indexed, sample_catalogue):
     expected = sorted(((float(vector @ d.vectors["text_vector"]), i) for i, d in stored.items()), reverse=True)[:10]
     assert [h.id for h in result.hits] == [i for _, i in expected]
     assert [h.legs["caption"].score for h in result.hits] == pytest.approx([(1 + c) / 2 for c, _ in expected], abs=1e-4)
+
+
+def test_a_photo_is_searched_in_words_on_the_cluster_too(indexed, sample_catalogue):
+    """The photo_words leg on Elasticsearch: a multi_match over the words the photo reads as finds
+    what the query's own BM25 leg finds for the same words."""
+    settings, store = indexed
+    photo = sample_catalogue.parent / "images" / "S001.png"
+    s = searcher(settings, store, "legs")
+    if not s.reads_photo_words():
+        pytest.skip("the configured image space has no photo vocabulary, so no photo_words leg")
+    result = s.search(HybridQuery(text="in red", image=photo, size=10, legs=("photo_words",)))
+    words = result.fusion["photo_words"]
+    assert words.endswith("in red")
+    same = s.search(HybridQuery(text=words, size=10, legs=("bm25",)))
+    assert [(h.id, round(h.legs["photo_words"].score, 4)) for h in result.hits] == [(h.id, round(h.legs["bm25"].score, 4)) for h in same.hits]

@@ -192,8 +192,14 @@ def test_training_runs_checkpoints_and_resumes(myntra, tmp_path, ema_decay, flip
             del state["config"][option]
         torch.save(state, tmp_path / "checkpoint.pt")
         assert [h["epoch"] for h in train(TrainConfig(**{**config.__dict__, "epochs": 3}))["history"]] == [1, 2, 3]
-    # the exported tower (the moving average where one is kept) loads strictly through the registry
-    EmbeddingSpace(tower_spec(tmp_path / "visual.pt", model_config=tmp_path / "catalogue-tower.json")).load()
+    # the exported tower (the moving average where one is kept) loads strictly through the registry,
+    # with the run's photo vocabulary (the caption fields' rows) where it trained on captions
+    space = EmbeddingSpace(tower_spec(tmp_path / "visual.pt", model_config=tmp_path / "catalogue-tower.json")).load()
+    if captions:
+        vocabulary, phrases = space.photo_vocabulary()
+        assert vocabulary.fields == tuple(captions) and phrases.shape == (len(vocabulary.rows), 384)
+    else:
+        assert space.photo_vocabulary() is None and not (tmp_path / "vocabulary.json").exists()
 
 
 def test_the_packaged_tower_is_the_default_and_puts_photos_next_to_their_titles(myntra):

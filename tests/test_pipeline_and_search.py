@@ -7,6 +7,7 @@ on retrieval quality use BM25 and the MiniLM text leg, never the random image sp
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -206,6 +207,58 @@ def test_a_photo_reads_the_titles_where_the_tower_shares_the_text_space(tmp_path
     assert [(k["_name"], k["field"]) for k in knn] == [("image", "image_vector"), ("caption", "text_vector"), ("product", "product_vector")]
     np.testing.assert_allclose(knn[1]["query_vector"], vector, atol=1e-6)
     store.close()
+
+
+def test_a_photo_is_searched_in_words_where_the_space_has_a_vocabulary(tmp_path, text_space, tower_space, sample_catalogue):
+    """The photo_words leg: the photo's closest vocabulary phrase (less the facets the query's text
+    names, then that text) searched with BM25; the result says what was searched. On Elasticsearch
+    it is one more BM25 retriever over those words."""
+    from PIL import Image
+
+    from query_builder.es_requests import leg_bodies, legacy_body, retrievers_body
+
+    layout = build_layout(text_space.spec, tower_space.spec)
+    store = EmbeddedStore(tmp_path / "words.sqlite", layout)
+    process_batch(catalogue_items(sample_catalogue), IndexingRuntime(store, layout, text_space, tower_space, ImageLimits()),
+                  images_root=str(sample_catalogue.parent))
+    searcher = HybridSearcher(store, layout, text_space, tower_space)
+    photo = sample_catalogue.parent / "images" / "S001.png"
+    vector = tower_space.embed_images([Image.open(photo).convert("RGB")])[0]
+    vocabulary, phrases = tower_space.photo_vocabulary()
+    best = vocabulary.rows[int(np.argmax(phrases @ vector))]
+    assert np.allclose(phrases[0], text_space.embed_texts([vocabulary.phrases[0]])[0], atol=1e-5)  # phrases in the shared space
+
+    alone = searcher.search(HybridQuery(image=photo, size=20, legs=("photo_words",), fusion=FusionConfig(rank_window_size=20)))
+    words = " ".join(v for v in best if v)
+    assert alone.fusion["photo_words"] == words
+    expected = store.bm25(words, boosts={}, size=20, filters=[])
+    assert [h.id for h in alone.hits] == [i for i, _ in expected]
+    assert [h.legs["photo_words"].score for h in alone.hits] == pytest.approx([score for _, score in expected])
+    assert alone.hits, "the phrase shares words with the sample titles"
+
+    # with words: the query's colour replaces the photo's, and the query's words follow
+    both = searcher.search(HybridQuery(text="in red", image=photo, legs=("photo_words",)))
+    assert both.fusion["photo_words"] == " ".join([v for f, v in zip(vocabulary.fields, best) if v and f != "colour"] + ["in red"])
+
+    # on Elasticsearch: a standard retriever (and an _msearch body) over the photo's words, plain multi_match
+    query = HybridQuery(text="in red", image=photo, size=5, fusion=FusionConfig(all_terms_boost=2.0))
+    plans = searcher.plan(query, searcher.encode(query, {"photo_words"}), ["bm25", "photo_words"])
+    standard = [r["standard"] for r in retrievers_body(query, plans, layout, [])["retriever"]["rrf"]["retrievers"]]
+    assert [s["_name"] for s in standard] == ["bm25", "photo_words"]
+    assert standard[1]["query"]["multi_match"]["query"] == both.fusion["photo_words"]  # all_terms_boost shapes the query's leg only
+    assert [b["query"] for b in leg_bodies(query, plans, layout, [])] == [s["query"] for s in standard]
+    legacy = legacy_body(replace(query, fusion=FusionConfig(method="linear", normalizer="none", weights={"photo_words": 0.5})),
+                         plans, layout, [])
+    should = legacy["query"]["bool"]["should"]  # both BM25 legs in one query, their scores added with their weights
+    assert len(should) == 2 and should[1]["multi_match"] == {**standard[1]["query"]["multi_match"], "boost": 0.5}
+    store.close()
+
+
+def test_no_vocabulary_no_photo_words_leg(tmp_path, searcher, sample_catalogue):
+    photo = sample_catalogue.parent / "images" / "S001.png"
+    assert "photo_words" not in searcher.search(HybridQuery(image=photo)).legs  # the random CLIP has no vocabulary
+    with pytest.raises(ValidationError, match=r"none of the requested legs \['photo_words'\]"):
+        searcher.search(HybridQuery(image=photo, legs=("photo_words",)))
 
 
 def test_linear_fusion_and_weights(searcher):

@@ -27,7 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from hybrid_core.errors import ConfigError
 from hybrid_core.spaces import MODEL_CONFIG_DIR, EmbeddingSpace, SpaceSpec, catalogue_tower_spec, default_text_spec
+from hybrid_core.vocabulary import PhotoVocabulary
 from tower_training.augment import augment
 from tower_training.batches import neighbour_batch, title_neighbours
 from tower_training.captions import caption_index
@@ -37,13 +39,19 @@ WEIGHTS_NAME = "visual.pt"
 
 
 CONFIG_NAME = "catalogue-tower.json"
+VOCABULARY_NAME = "vocabulary.json"
+VOCABULARY_MIN_COUNT = 2
 
 
 def tower_spec(weights: str | Path | None, *, device: str = "cpu", model_config: str | Path | None = None) -> SpaceSpec:
     """The image space of a tower (``weights``: an exported ``visual.pt``; ``None``: untrained;
-    ``model_config``: the architecture a training run wrote, default the packaged one)."""
+    ``model_config``: the architecture a training run wrote, default the packaged one, and with it
+    the run's photo vocabulary where the run wrote one)."""
     spec = catalogue_tower_spec(weights, device=device)
-    return replace(spec, model_config=str(model_config)) if model_config else spec
+    if not model_config:
+        return spec
+    vocabulary = Path(model_config).parent / VOCABULARY_NAME
+    return replace(spec, model_config=str(model_config), vocabulary=str(vocabulary) if weights and vocabulary.is_file() else None)
 
 
 def tower_model_config(config: TrainConfig) -> dict[str, Any]:
@@ -271,6 +279,18 @@ def train(
 
     model_config = out / CONFIG_NAME
     model_config.write_text(json.dumps(tower_model_config(config), indent=2) + "\n")
+    # the phrases the caption term trains photos toward: what a photo can be read as (the photo_words leg);
+    # written beside each exported visual.pt, so a run's folder never pairs weights with another run's phrases
+    vocabulary = None
+    if config.caption_fields:
+        try:
+            vocabulary = PhotoVocabulary.from_products(
+                products, config.caption_fields, min_count=VOCABULARY_MIN_COUNT,
+                source=f"{catalogue.name} train split ({len(products):,} products): {', '.join(config.caption_fields)} rows "
+                       f"seen at least {VOCABULARY_MIN_COUNT} times",
+            )
+        except ConfigError:  # no row repeats (a tiny --limit): a tower without phrases, searched by vectors alone
+            vocabulary = None
     space = EmbeddingSpace(tower_spec(None, model_config=model_config)).load()
     model, preprocess = space.open_clip_model()
     # channels-last runs the depthwise and pointwise convolutions of these small CNNs about 1.6x
@@ -391,6 +411,10 @@ def train(
         if val_recall > best:
             best = val_recall
             export(deployed, out / WEIGHTS_NAME)
+            if vocabulary is not None:
+                vocabulary.save(out / VOCABULARY_NAME)
+            else:
+                (out / VOCABULARY_NAME).unlink(missing_ok=True)
         torch.save(
             {
                 "config": asdict(config),

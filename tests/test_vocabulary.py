@@ -1,0 +1,94 @@
+"""The photo vocabulary: built from products, read as a photo's words, loaded with clear errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from hybrid_core.errors import ConfigError
+from hybrid_core.spaces import MODEL_CONFIG_DIR, TOWER_VOCABULARY
+from hybrid_core.synonyms import SynonymRules
+from hybrid_core.vocabulary import FORMAT, PhotoVocabulary, named_facets
+
+FIELDS = ("gender", "colour", "article_type")
+VOCABULARY = PhotoVocabulary(FIELDS, (("Men", "Navy Blue", "Tshirts"), ("Women", "Black", "Handbags"), (None, "Grey", "Socks")))
+
+
+def test_rows_come_from_products_most_frequent_first_and_rare_rows_are_dropped():
+    products = (
+        [{"gender": "Men", "colour": "Black", "article_type": "Tshirts"}] * 3
+        + [{"attributes": {"gender": "Women", "colour": "Red", "article_type": "Kurtas"}}] * 2  # nested, as catalogues allow
+        + [{"gender": float("nan"), "colour": "Grey", "article_type": "Socks"}] * 2  # a missing value, as pandas writes it
+        + [{"gender": "Men", "colour": "Teal", "article_type": "Shirts"}]  # seen once: a slip as likely as a kind
+        + [{"title": "no fields at all"}] * 5
+    )
+    vocabulary = PhotoVocabulary.from_products(products, FIELDS, min_count=2)
+    assert vocabulary.rows == (("Men", "Black", "Tshirts"), (None, "Grey", "Socks"), ("Women", "Red", "Kurtas"))
+    assert vocabulary.phrases == ["Men Black Tshirts", "Grey Socks", "Women Red Kurtas"]
+    assert PhotoVocabulary.from_products(products, FIELDS, min_count=1).rows[-1] == ("Men", "Teal", "Shirts")
+
+
+def test_a_photo_reads_as_its_best_row_and_the_query_words_win_for_the_facets_they_name():
+    scores = np.array([0.9, 0.2, 0.1])
+    assert VOCABULARY.describe(scores) == "Men Navy Blue Tshirts"
+    assert VOCABULARY.describe(scores, "in black") == "Men Tshirts in black"  # the shopper's colour, not the photo's
+    assert VOCABULARY.describe(scores, "same in navy blue for women") == "Tshirts same in navy blue for women"
+    assert VOCABULARY.describe(scores, "cotton") == "Men Navy Blue Tshirts cotton"  # names no facet: nothing dropped
+    # only whole values count: "blue" alone is not the value "Navy Blue"
+    assert VOCABULARY.describe(scores, "blue") == "Men Navy Blue Tshirts blue"
+    assert VOCABULARY.describe(np.array([0.1, 0.2, 0.3]), "for men") == "Grey Socks for men"
+    # the query's wording is put in the values' wording first (synonym rules: gray -> grey)
+    rules = SynonymRules(["grey, gray"])
+    assert VOCABULARY.describe(np.array([0.1, 0.2, 0.3]), "in gray", canonical=rules.canonical) == "Socks in gray"
+    with pytest.raises(ValueError, match="2 scores for 3 phrases"):
+        VOCABULARY.describe(np.array([0.1, 0.2]))
+
+
+def test_named_facets_match_whole_words_case_and_possessives_aside():
+    values = VOCABULARY.values()
+    assert named_facets("Women's NAVY BLUE tee", values) == {"gender", "colour"}
+    assert named_facets("menswear", values) == set()
+
+
+def test_save_and_load_round_trip_and_bad_files_are_named(tmp_path):
+    path = tmp_path / "vocabulary.json"
+    VOCABULARY.save(path)
+    assert PhotoVocabulary.load(path) == PhotoVocabulary(FIELDS, VOCABULARY.rows, source=str(path))
+    path.write_text(json.dumps({"format": "other"}))
+    with pytest.raises(ConfigError, match=f"{path} is not a photo vocabulary"):
+        PhotoVocabulary.load(path)
+    path.write_text(json.dumps({"format": FORMAT, "fields": list(FIELDS), "rows": [["Men", "Black", "Tshirts"], ["Men", "Black"]]}))
+    with pytest.raises(ConfigError, match=r"row 1 \['Men', 'Black'\] must give 3 values"):
+        PhotoVocabulary.load(path)
+    path.write_text(json.dumps({"format": FORMAT, "fields": list(FIELDS), "rows": []}))
+    with pytest.raises(ConfigError, match="it has no phrases"):
+        PhotoVocabulary.load(path)
+    path.write_text("{not json")
+    with pytest.raises(ConfigError, match=f"cannot read photo vocabulary {path}"):
+        PhotoVocabulary.load(path)
+
+
+def test_the_packaged_vocabulary_is_the_tower_caption_fields_rows():
+    vocabulary = PhotoVocabulary.load(MODEL_CONFIG_DIR / TOWER_VOCABULARY)
+    assert vocabulary.fields == FIELDS  # the fields of the tower's caption term (train-image-tower --caption-fields)
+    assert len(vocabulary.rows) > 1000 and len(set(vocabulary.rows)) == len(vocabulary.rows)
+    assert vocabulary.phrases[0] == "Men Black Tshirts"  # the most frequent kind of the train split
+
+
+def test_the_command_builds_a_vocabulary_from_a_catalogue_selection(tmp_path):
+    from click.testing import CliRunner
+
+    from hybrid_cli.main import cli
+
+    catalogue = tmp_path / "catalogue.jsonl"
+    lines = ([{"split": "train", "gender": "Men", "colour": "Black", "article_type": "Tshirts"}] * 2
+             + [{"split": "test", "gender": "Women", "colour": "Red", "article_type": "Kurtas"}] * 3)
+    catalogue.write_text("\n".join(json.dumps(line) for line in lines) + "\nnot json\n")
+    out = tmp_path / "vocabulary.json"
+    result = CliRunner().invoke(cli, ["photo-vocabulary", str(catalogue), "--where", "split=train", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert PhotoVocabulary.load(out).phrases == ["Men Black Tshirts"]  # the test lines are not read
+    result = CliRunner().invoke(cli, ["photo-vocabulary", str(catalogue), "--where", "split=train", "--min-count", "3", "--out", str(out)])
+    assert result.exit_code == 2 and "it has no phrases" in result.output
