@@ -405,8 +405,10 @@ class EmbeddingSpace:
         return vector.copy()
 
     def photo_vocabulary(self) -> tuple[PhotoVocabulary, np.ndarray] | None:
-        """The space's photo vocabulary and its phrases as unit vectors of this space (encoded once,
-        on first use: about two thousand short phrases take a few seconds), or ``None`` without one."""
+        """The space's photo vocabulary and its phrases as unit vectors of this space, or ``None``
+        without one. Encoding two thousand phrases takes a few seconds on a CPU, which a one-shot
+        ``hybrid-search search`` would pay on every image query: the vectors are kept in ``cache_dir()``,
+        keyed by this space's weights and the vocabulary's bytes."""
         if not self.spec.vocabulary or not self.spec.has_image:
             return None
         with self._lock:
@@ -415,8 +417,36 @@ class EmbeddingSpace:
                 if not path.exists() and (MODEL_CONFIG_DIR / path.name).is_file() and path.name == self.spec.vocabulary:
                     path = MODEL_CONFIG_DIR / path.name
                 vocabulary = PhotoVocabulary.load(path)
-                self._extra["vocabulary"] = (vocabulary, self.embed_texts(vocabulary.phrases))
+                self._extra["vocabulary"] = (vocabulary, self._phrase_vectors(vocabulary, path.read_bytes()))
             return self._extra["vocabulary"]
+
+    def _phrase_vectors(self, vocabulary: PhotoVocabulary, raw: bytes) -> np.ndarray:
+        key = hashlib.sha256(self.model_id.encode() + b"\0" + raw).hexdigest()[:24]
+        cache = cache_dir() / f"phrases-{key}.npy"
+        try:
+            vectors = np.load(cache)
+            if vectors.shape == (len(vocabulary.rows), self.dims):
+                return vectors
+        except (OSError, ValueError):
+            pass  # not cached yet (or unreadable): encode
+        vectors = self.embed_texts(vocabulary.phrases)
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            partial = cache.with_suffix(f".{os.getpid()}.partial.npy")
+            np.save(partial, vectors)
+            partial.replace(cache)  # atomic: a concurrent reader sees the whole file or none
+        except OSError:
+            pass  # a read-only home: encode again next time
+        return vectors
+
+
+def cache_dir() -> Path:
+    """Where derived data that can be rebuilt is kept (``HYBRID_SEARCH_CACHE_DIR``, else the user's
+    cache folder): today the photo vocabularies' phrase vectors."""
+    explicit = os.environ.get("HYBRID_SEARCH_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "es-hybrid-search"
 
 
 def packaged_minilm_path() -> str:

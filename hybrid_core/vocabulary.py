@@ -16,6 +16,7 @@ same format (their taxonomy), for any image space with a text tower.
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ def _value(product: Mapping[str, Any], name: str) -> str | None:
     raw = product.get(name)
     if raw is None and isinstance(product.get("attributes"), Mapping):
         raw = product["attributes"].get(name)
-    if raw is None or (isinstance(raw, float) and raw != raw):  # NaN, as pandas exports leave it
+    if raw is None or (isinstance(raw, float) and math.isnan(raw)):  # as pandas exports leave a missing value
         return None
     text = str(raw).strip()
     return text or None

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# derived data (phrase vectors) goes to a folder of this run, not the user's cache; workers inherit it
+os.environ["HYBRID_SEARCH_CACHE_DIR"] = tempfile.mkdtemp(prefix="hybrid-search-test-cache-")
 
 from hybrid_core.images import ImageLimits  # noqa: E402
 from hybrid_core.layout import build_layout  # noqa: E402

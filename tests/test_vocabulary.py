@@ -92,3 +92,21 @@ def test_the_command_builds_a_vocabulary_from_a_catalogue_selection(tmp_path):
     assert PhotoVocabulary.load(out).phrases == ["Men Black Tshirts"]  # the test lines are not read
     result = CliRunner().invoke(cli, ["photo-vocabulary", str(catalogue), "--where", "split=train", "--min-count", "3", "--out", str(out)])
     assert result.exit_code == 2 and "it has no phrases" in result.output
+
+
+def test_phrase_vectors_are_encoded_once_and_kept_in_the_cache_folder(tmp_path, monkeypatch):
+    from hybrid_core.spaces import PACKAGED_TOWER, EmbeddingSpace, catalogue_tower_spec
+
+    if not PACKAGED_TOWER.exists():
+        pytest.skip(f"the packaged tower is not at {PACKAGED_TOWER}")
+    monkeypatch.setenv("HYBRID_SEARCH_CACHE_DIR", str(tmp_path / "cache"))
+    first = EmbeddingSpace(catalogue_tower_spec()).load()
+    vocabulary, vectors = first.photo_vocabulary()
+    [cached] = (tmp_path / "cache").glob("phrases-*.npy")
+    np.testing.assert_allclose(vectors[:3], first.embed_texts(vocabulary.phrases[:3]), atol=1e-6)
+    second = EmbeddingSpace(catalogue_tower_spec())  # not even loaded: the cache answers
+    np.testing.assert_array_equal(second.photo_vocabulary()[1], vectors)
+    assert second._model is None
+    cached.write_bytes(b"not an array")  # a damaged cache is encoded again, and rewritten
+    np.testing.assert_allclose(EmbeddingSpace(catalogue_tower_spec()).photo_vocabulary()[1], vectors, atol=1e-6)
+    assert np.load(cached).shape == vectors.shape
