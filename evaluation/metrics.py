@@ -5,7 +5,9 @@ Broad relevance is grade >= 1, fine is grade 2 (ranx's ``-l2`` suffix sets the l
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+
+import numpy as np
 
 METRICS = {
     "NDCG@10": "ndcg@10",
@@ -44,3 +46,30 @@ def per_query(qrels: Mapping[str, Mapping[str, int]], run: Mapping[str, Mapping[
     filled = Run({q: dict(run.get(q) or {"__none__": 0.0}) for q in qrels})
     ranx_evaluate(Qrels({q: dict(r) for q, r in qrels.items()}), filled, metric, make_comparable=True)
     return {q: float(filled.scores[metric][q]) for q in qrels}
+
+
+class GradedNdcg:
+    """NDCG@k of best-first id lists against fixed graded qrels, as ranx's ``ndcg`` computes it
+    (Järvelin and Kekäläinen: gain = grade, grades below 1 count 0, discount log2(rank + 1)).
+
+    ``tune`` scores tens of thousands of fusions per query kind; ranx's per-call conversions were
+    half of its time. The ideal DCG of each query is computed once here; tests check every score
+    against ranx's."""
+
+    def __init__(self, qrels: Mapping[str, Mapping[str, int]], k: int = 10) -> None:
+        self.k = k
+        self.grades = {q: {d: int(g) for d, g in r.items() if int(g) >= 1} for q, r in qrels.items()}
+        self.ideal = {}
+        for q, grades in self.grades.items():
+            top = np.array(sorted(grades.values(), reverse=True)[:k], dtype=np.float64)
+            self.ideal[q] = float(np.sum(top / np.log2(np.arange(1, len(top) + 1) + 1))) if len(top) else 0.0
+
+    def score(self, qid: str, ranked: Sequence[str]) -> float:
+        """One query's NDCG@k; an empty list scores 0, a query with nothing relevant 0."""
+        grades = self.grades[qid]
+        n = min(self.k, len(ranked))
+        if not n or not grades:
+            return 0.0
+        gains = np.array([grades.get(d, 0) for d in ranked[:n]], dtype=np.float64)
+        dcg = float(np.sum(gains / np.log2(np.arange(1, n + 1) + 1)))
+        return dcg / (self.ideal[qid] or 1.0)

@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from evaluation.metrics import per_query
+from evaluation.metrics import GradedNdcg
 from hybrid_core.errors import ValidationError
 from hybrid_core.stores.base import RankedIds
 from query_builder.feedback import Feedback
@@ -52,6 +52,7 @@ WINDOW = 100
 WEIGHT_GRID = (0.0, 0.5, 1.0, 2.0, 4.0)
 WEIGHT_GRID_FIVE_LEGS = (0.0, 0.5, 1.0, 2.0)  # five legs or more: 4,161 candidates for 5 (5 weights: ~8,000), 17,859 for 6
 OBJECTIVE = "NDCG@10"
+OBJECTIVE_K = 10  # GradedNdcg's k: the objective's cut-off
 ALL_TERMS_BOOSTS = (0.0, 2.0)  # dev text queries, full: 1 and 3 score within 0.003 of 2 (cross-validated)
 
 FEEDBACK_FIELDS = ("text_vector", "image_vector", "product_vector")
@@ -173,10 +174,10 @@ class FeedbackSearch:
 def _ndcg_rows(qrels: Mapping[str, Mapping[str, int]], runs: Sequence[Mapping[str, list[tuple[str, float]]]]) -> np.ndarray:
     """``[run, query]`` NDCG@10 of fused runs (queries in ``qrels`` order)."""
     ids = list(qrels)
+    ndcg = GradedNdcg(qrels, OBJECTIVE_K)
     matrix = np.zeros((len(runs), len(ids)))
     for row, run in enumerate(runs):
-        scores = per_query(qrels, {qid: {doc: float(len(f) - i) for i, (doc, _) in enumerate(f)} for qid, f in run.items()}, OBJECTIVE)
-        matrix[row] = [scores[q] for q in ids]
+        matrix[row] = [ndcg.score(qid, [doc for doc, _ in run.get(qid, ())]) for qid in ids]
     return matrix
 
 
@@ -297,14 +298,12 @@ def candidate_fusions(
 def score_matrix(qrels: Mapping[str, Mapping[str, int]], leg_runs: LegRuns, fusions: Sequence[FusionConfig]) -> np.ndarray:
     """``[fusion, query]`` NDCG@10 (queries in ``qrels`` order)."""
     ids = list(qrels)
+    ndcg = GradedNdcg(qrels, OBJECTIVE_K)
     matrix = np.zeros((len(fusions), len(ids)))
     for row, fusion in enumerate(fusions):
-        run = {}
-        for qid in ids:
+        for col, qid in enumerate(ids):
             fused = fuse_legs(fusion_legs(leg_runs[qid], fusion), fusion)
-            run[qid] = {doc: float(len(fused) - i) for i, (doc, _) in enumerate(fused)}
-        scores = per_query(qrels, run, OBJECTIVE)
-        matrix[row] = [scores[q] for q in ids]
+            matrix[row, col] = ndcg.score(qid, [doc for doc, _ in fused])
     return matrix
 
 

@@ -103,3 +103,21 @@ def test_own_photo_misses_say_how_the_first_photo_differs(text_space):
     assert first[0] == 3 and first[3] == 0  # each kurta's title finds the other kurta's photo first
     misses = own_photo_misses(products, ranks, first, k=1)
     assert misses == {"misses": 2, "first_hit_differs_in": {"article_type": 0, "colour": 2, "gender": 0, "none": 0}}
+
+
+def test_the_tuner_s_ndcg_is_ranx_s():
+    """``GradedNdcg`` (what ``tune`` scores its fusions with) gives ranx's NDCG@10 for every query:
+    graded gains, ungraded and grade-0 documents, short, empty and missing runs, no relevant document."""
+    import random
+
+    from evaluation.metrics import GradedNdcg, per_query
+
+    rng = random.Random(5)
+    docs = [f"d{i}" for i in range(60)]
+    qrels = {f"q{n}": {d: rng.choice([0, 1, 1, 2]) for d in rng.sample(docs, rng.randint(1, 30))} for n in range(200)}
+    qrels["none relevant"] = {"d1": 0}
+    runs = {q: rng.sample(docs, rng.choice([0, 1, 3, 10, 25])) for q in qrels if q != "q7"}  # q7: no run at all
+    expected = per_query(qrels, {q: {d: float(len(r) - i) for i, d in enumerate(r)} for q, r in runs.items()}, "NDCG@10")
+    ndcg = GradedNdcg(qrels)
+    assert {q: ndcg.score(q, runs.get(q, [])) for q in qrels} == pytest.approx(expected, abs=1e-12)
+    assert expected["q7"] == 0.0 and any(0 < v < 1 for v in expected.values())
