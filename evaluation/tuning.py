@@ -1,9 +1,11 @@
 """Choosing the fusion per query kind from the dev queries, with an honest estimate of how it generalizes.
 
 Every leg runs once per query (its window of 100); each candidate fusion then
-re-fuses those rankings in Python with the searcher's own ``fuse_legs``, so a grid
-of hundreds of candidates costs seconds, and the chosen fusion ranks exactly as
-``search`` will. Per-query NDCG@10 comes from ranx.
+re-fuses those rankings: the grid with ``evaluation.grid_fusion`` (the searcher's
+``fuse_legs`` as array arithmetic, the same sums in the same order, checked against it
+in tests), feedback candidates with ``fuse_legs`` itself, so the chosen fusion ranks
+exactly as ``search`` will and a grid of tens of thousands of candidates costs minutes.
+Per-query NDCG@10 is ranx's formula (``evaluation.metrics.GradedNdcg``, checked against ranx).
 
 The in-sample best of a grid is optimistic. ``cross_validate`` splits the queries
 into folds, picks the best candidate on the other folds and scores it on the held
@@ -32,13 +34,14 @@ from __future__ import annotations
 
 import itertools
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from evaluation.grid_fusion import GridLegs
 from evaluation.metrics import GradedNdcg
 from hybrid_core.errors import ValidationError
 from hybrid_core.stores.base import RankedIds
@@ -90,12 +93,17 @@ def boosted_leg(boost: float) -> str:
     return f"bm25+{boost:g}"
 
 
+def fusion_sources(names: Iterable[str], fusion: FusionConfig) -> dict[str, str]:
+    """Which ranking stands for each leg ``fusion`` fuses (its weighted legs; BM25 as its boost ran), by ``LegRuns`` key."""
+    sources = {n: n for n in names if "+" not in n and fusion.weight(n) > 0}
+    if "bm25" in sources and fusion.all_terms_boost:
+        sources["bm25"] = boosted_leg(fusion.all_terms_boost)
+    return sources
+
+
 def fusion_legs(runs: Mapping[str, RankedIds], fusion: FusionConfig) -> dict[str, RankedIds]:
     """The rankings ``fusion`` fuses for one query: its weighted legs, BM25 as its boost ran."""
-    legs = {n: r for n, r in runs.items() if "+" not in n and fusion.weight(n) > 0}
-    if "bm25" in legs and fusion.all_terms_boost:
-        legs["bm25"] = runs[boosted_leg(fusion.all_terms_boost)]
-    return legs
+    return {name: runs[source] for name, source in fusion_sources(runs, fusion).items()}
 
 
 def collect_vectors(searcher: HybridSearcher, queries: Sequence[Mapping[str, Any]], images_root: Path) -> dict[str, QueryVectors]:
@@ -299,11 +307,12 @@ def score_matrix(qrels: Mapping[str, Mapping[str, int]], leg_runs: LegRuns, fusi
     """``[fusion, query]`` NDCG@10 (queries in ``qrels`` order)."""
     ids = list(qrels)
     ndcg = GradedNdcg(qrels, OBJECTIVE_K)
+    grids = {qid: GridLegs(leg_runs[qid], WINDOW) for qid in ids}  # the same fused order as fuse_legs, by array arithmetic
     matrix = np.zeros((len(fusions), len(ids)))
     for row, fusion in enumerate(fusions):
         for col, qid in enumerate(ids):
-            fused = fuse_legs(fusion_legs(leg_runs[qid], fusion), fusion)
-            matrix[row, col] = ndcg.score(qid, [doc for doc, _ in fused])
+            top = grids[qid].fused_ids(fusion_sources(leg_runs[qid], fusion), fusion, k=OBJECTIVE_K)
+            matrix[row, col] = ndcg.score(qid, top)
     return matrix
 
 

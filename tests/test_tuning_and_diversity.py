@@ -211,3 +211,32 @@ def test_eval_and_tune_on_elasticsearch_without_a_cluster_say_what_is_missing(tm
     for command in ("eval", "tune"):
         result = CliRunner().invoke(cli, [command, "--queries", str(queries), "--catalogue", str(catalogue), "--store", "elasticsearch", "--out", str(tmp_path)])
         assert result.exit_code == 2 and "needs HYBRID_SEARCH_ES_URL" in result.output, result.output
+
+
+def test_the_grid_fuses_as_the_searcher_does():
+    """``GridLegs`` (the tuner's array fusion) ranks exactly as ``fuse_legs`` over ``fusion_legs``, for
+    every candidate of a grid: RRF and min-max, BM25 boosted or not, ties (equal scores, a flat leg)
+    ordered by id, documents only in legs of weight 0 left out."""
+    import random
+
+    from evaluation.grid_fusion import GridLegs
+    from evaluation.tuning import ALL_TERMS_BOOSTS, WINDOW, boosted_leg, candidate_fusions, fusion_legs, fusion_sources
+    from query_builder.searcher import fuse_legs
+
+    rng = random.Random(3)
+    docs = [f"p{i:03d}" for i in range(400)]
+    for trial in range(6):
+        runs = {}
+        for leg in ("bm25", "text", "caption", "photo_words", "product"):
+            ranked = rng.sample(docs, rng.randint(0 if leg == "photo_words" else 1, 150))
+            scores = sorted((round(rng.uniform(0, 9), 1) for _ in ranked), reverse=True)  # rounded: ties
+            if leg == "caption" and trial % 2:
+                scores = [0.5] * len(ranked)  # a flat leg: min-max keeps its minimum
+            runs[leg] = list(zip(ranked, scores))
+        runs[boosted_leg(2.0)] = sorted(((d, s + 2 * (i % 3 == 0)) for i, (d, s) in enumerate(runs["bm25"])), key=lambda x: -x[1])
+        grid = GridLegs(runs, WINDOW)
+        fusions = candidate_fusions(["bm25", "text", "caption", "photo_words", "product"], (0.0, 0.5, 1.0), ALL_TERMS_BOOSTS)
+        for fusion in fusions[trial::7]:
+            expected = [doc for doc, _ in fuse_legs(fusion_legs(runs, fusion), fusion)]
+            assert grid.fused_ids(fusion_sources(runs, fusion), fusion) == expected, fusion
+            assert grid.fused_ids(fusion_sources(runs, fusion), fusion, k=10) == expected[:10]
