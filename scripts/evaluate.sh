@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Regenerate docs/evaluation.md: tune both variants on the dev queries, evaluate them as written and reworded (13 min on one 2-core machine,
-# about an hour on a slower one of the same kind; most of it is tune trying feedback settings; `tune --no-feedback` takes a few minutes).
+# Regenerate docs/evaluation.md: tune both variants on the dev queries, evaluate them as written and reworded (17 min on a
+# 2-core AMD EPYC, the test-split indexes built from scratch; slower machines of the same kind have taken twice as long).
 # The test-split indexes are built once in $EVAL_DIR and reused while the models stay the same.
 set -euo pipefail
 cd "$(dirname "$0")/.."
