@@ -1,4 +1,5 @@
-"""What pseudo-relevance feedback costs per search: the tuned profile with and without its feedback (vector and term).
+"""What pseudo-relevance feedback, or one leg, costs per search: the tuned profile with and without its
+feedback (vector and term) and, with ``--drop-leg``, without that leg (its weight set to 0).
 
 Runs the dev queries of each kind against an index ``hybrid-search eval`` built (the test split in
 the embedded store), with query vectors encoded once beforehand so the figure is the search path
@@ -6,7 +7,7 @@ only (legs, fusion, the feedback round). Same process, same queries, interleaved
 
     python benchmarks/feedback.py --index /tmp/es-hybrid-search-eval/test-full-<tag>.sqlite \\
         --queries ../shared/eval/dev_queries.jsonl --images-root ../shared/data/myntra \\
-        --profile evaluation/profiles/fusion-profile-full.json
+        --profile evaluation/profiles/fusion-profile-full.json [--drop-leg photo_words]
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def _precomputed(base: type) -> type:
             table = self.__dict__.setdefault("_encoded", {})
             key = (query.text, str(query.image))
             if key not in table:
-                table[key] = super().encode(query, {"text", "product"})
+                table[key] = super().encode(query, {"text", "product", "photo_words"})  # every vector and the photo's words
             return table[key]
 
     return Precomputed
@@ -42,15 +43,16 @@ def _precomputed(base: type) -> type:
 @click.option("--index", type=click.Path(exists=True, dir_okay=False), required=True, help="An eval index (SQLite).")
 @click.option("--queries", type=click.Path(exists=True, dir_okay=False), required=True)
 @click.option("--images-root", type=click.Path(exists=True, file_okay=False), required=True)
-@click.option("--profile", type=click.Path(exists=True, dir_okay=False), required=True, help="A fusion profile with feedback.")
+@click.option("--profile", type=click.Path(exists=True, dir_okay=False), required=True, help="A fusion profile (as `hybrid-search tune` writes).")
+@click.option("--drop-leg", help="Also time each kind whose fusion weighs this leg with its weight set to 0 (what the leg costs).")
 @click.option("--repeats", type=int, default=3, show_default=True)
 @click.option("--out", "out_file", type=click.Path(dir_okay=False), help="Also write the figures as JSON.")
-def main(index, queries, images_root, profile, repeats, out_file) -> None:
+def main(index, queries, images_root, profile, drop_leg, repeats, out_file) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from hybrid_core.config import Settings
     from hybrid_core.stores.embedded import EmbeddedStore
     from query_builder.profile import FusionProfile, query_kind
-    from query_builder.query import HybridQuery
+    from query_builder.query import LEG_NAMES, HybridQuery
     from query_builder.searcher import HybridSearcher
 
     settings = Settings.from_env()
@@ -59,10 +61,18 @@ def main(index, queries, images_root, profile, repeats, out_file) -> None:
     store = EmbeddedStore(Path(index), layout)
     searcher = _precomputed(HybridSearcher)(store, layout, text_space, image_space)
     with_feedback = FusionProfile.load(profile)
-    kinds = set(with_feedback.feedback) | set(with_feedback.term_feedback)
+    if drop_leg is not None and drop_leg not in LEG_NAMES:
+        raise click.UsageError(f"--drop-leg {drop_leg!r} is not a leg; legs are {', '.join(LEG_NAMES)}")
+    with_feedback_kinds = set(with_feedback.feedback) | set(with_feedback.term_feedback)
+    # kinds whose fusion names the leg: a leg left unnamed runs at weight 1 only where it applies at all
+    weighing = {k for k, f in with_feedback.kinds.items() if drop_leg and f.weights.get(drop_leg, 0) > 0}
+    kinds = with_feedback_kinds | weighing
     if not kinds:
-        raise click.UsageError(f"{profile} keeps no feedback for any query kind: nothing to compare")
+        raise click.UsageError(f"{profile} keeps no feedback for any query kind" + (f" and weighs no {drop_leg} leg" if drop_leg else "")
+                               + ": nothing to compare")
     without = replace(with_feedback, feedback={}, term_feedback={})
+    dropped = {k: replace(f, weights={**f.weights, drop_leg: 0.0}) for k, f in with_feedback.kinds.items() if k in weighing}
+    without_leg = replace(with_feedback, kinds={**with_feedback.kinds, **dropped})
     root = Path(images_root)
     listed = [json.loads(line) for line in Path(queries).read_text().splitlines() if line.strip()]
     by_kind: dict[str, list[HybridQuery]] = {}
@@ -77,9 +87,13 @@ def main(index, queries, images_root, profile, repeats, out_file) -> None:
     result = {"command": "python benchmarks/feedback.py " + " ".join(sys.argv[1:]), "machine": describe_machine(), "kinds": {}}
     vector_only = replace(with_feedback, term_feedback={})
     for kind, group in by_kind.items():
-        profiles = [("without feedback", without), ("with feedback", with_feedback)]
+        profiles = [("with feedback" if kind in with_feedback_kinds else "as tuned", with_feedback)]
+        if kind in with_feedback_kinds:
+            profiles.insert(0, ("without feedback", without))
         if kind in with_feedback.term_feedback and kind in with_feedback.feedback:
             profiles.insert(1, ("vector feedback only", vector_only))  # what the term leg adds on top
+        if kind in weighing:
+            profiles.append((f"without {drop_leg}", without_leg))
         samples: dict[str, list[float]] = {name: [] for name, _ in profiles}
         for _ in range(repeats):
             for query in group:
@@ -93,14 +107,11 @@ def main(index, queries, images_root, profile, repeats, out_file) -> None:
             if kind in kept:
                 figures[name] = kept[kind].to_dict()
         figures["queries"] = len(group)
-        figures["p50_ratio"] = figures["with feedback"]["p50_ms"] / figures["without feedback"]["p50_ms"]
+        if "without feedback" in figures:
+            figures["p50_ratio"] = figures["with feedback"]["p50_ms"] / figures["without feedback"]["p50_ms"]
         result["kinds"][kind] = figures
-        middle = ""
-        if "vector feedback only" in figures:
-            middle = f"{figures['vector feedback only']['p50_ms']:.2f} ms with vector feedback only, "
-        click.echo(f"{kind} ({len(group)} queries x {repeats}): p50 {figures['without feedback']['p50_ms']:.2f} ms without, {middle}"
-                   f"{figures['with feedback']['p50_ms']:.2f} ms with feedback ({figures['p50_ratio']:.2f}x); "
-                   f"p95 {figures['without feedback']['p95_ms']:.2f} / {figures['with feedback']['p95_ms']:.2f} ms")
+        timed = "; ".join(f"{name} p50 {figures[name]['p50_ms']:.2f} / p95 {figures[name]['p95_ms']:.2f} ms" for name, _ in profiles)
+        click.echo(f"{kind} ({len(group)} queries x {repeats}): {timed}")
     if out_file:
         Path(out_file).write_text(json.dumps(result, indent=2) + "\n")
 
