@@ -23,7 +23,9 @@ from hybrid_core.errors import SearchError
 from hybrid_core.filters import parse_filter_args
 
 console = Console(stderr=True)
-out = Console()
+# Piped into a file or a CI log, rich would assume 80 columns and crop the wide tables' figures to
+# "0.8…"; a terminal (or an explicit COLUMNS) keeps its own width.
+out = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 200)
 
 
 def _settings(ctx: click.Context) -> Settings:
