@@ -68,6 +68,7 @@ STRATEGIES = (
     Strategy("image kNN", ("image",)),
     Strategy("caption kNN", ("caption",)),
     Strategy("photo words", ("photo_words",)),
+    Strategy("photo words, all words +2", ("photo_words",), FusionConfig(rank_window_size=DEPTH, all_terms_boost=2.0)),
     Strategy("product vector", ("product",)),
     Strategy("hybrid RRF", None),
     Strategy("hybrid linear", None, FusionConfig(method="linear", normalizer="minmax", rank_window_size=DEPTH)),

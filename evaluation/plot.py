@@ -50,7 +50,7 @@ def precision_plot(results: dict[str, Any], path: Path) -> Path:
     return path
 
 
-ORDER = ("BM25", "text kNN", "cross-modal kNN", "image kNN", "caption kNN", "photo words", "product vector", "hybrid RRF", "hybrid linear", "hybrid RRF + MMR", "tuned", "tuned + MMR")
+ORDER = ("BM25", "text kNN", "cross-modal kNN", "image kNN", "caption kNN", "photo words", "photo words, all words +2", "product vector", "hybrid RRF", "hybrid linear", "hybrid RRF + MMR", "tuned", "tuned + MMR")
 
 
 def _strategy_order(name: str) -> tuple[int, str]:

@@ -215,8 +215,8 @@ def render(results: dict[str, dict[str, Any]], profiles: dict[str, dict[str, Any
         "MiniLM's text space; not in the protocol's list, a single leg, counted as one in the aims); `photo words`: BM25 over "
         "the phrase of the tower's photo vocabulary the query photo is closest to (\"Men Navy Blue Tshirts\"; rows of gender, colour and "
         "article type seen in the train split), less any of those the query's text names, then that text (a single leg, counted as one "
-        "in the aims); `BM25, all words +2`: BM25 plus 2 for every product holding all the query's words "
-        "(`all_terms_boost`; a single leg, counted as one in the aims); `tuned`: the fusion profile `hybrid-search tune` chose on the same dev queries "
+        "in the aims); `BM25, all words +2` and `photo words, all words +2`: the leg plus 2 for every product holding all its words "
+        "(`all_terms_boost`; single legs, counted as such in the aims); `tuned`: the fusion profile `hybrid-search tune` chose on the same dev queries "
         "(so its row is in-sample; the cross-validated estimate in the tuning table is the number to expect on new "
         "queries); `tuned, no feedback`: the same profile without its pseudo-relevance feedback, vector and term (shown where the profile "
         "keeps feedback for some kind); `+ MMR`: the first 50 hits re-ranked by maximal marginal relevance over image vectors (λ = 0.7).",

@@ -12,9 +12,10 @@ into folds, picks the best candidate on the other folds and scores it on the hel
 one: that mean is the estimate to quote (the held-out query set is worded
 differently, so what only fits the dev wording will not hold).
 
-The BM25 leg runs once more per ``ALL_TERMS_BOOSTS`` value (the bonus for products holding
-every query word, ``FusionConfig.all_terms_boost``), stored as ``bm25+<boost>``; a candidate
-with that boost fuses that ranking in place of plain BM25.
+Each BM25 leg (the query's words, ``bm25``, and the photo's, ``photo_words``) runs once more per
+``ALL_TERMS_BOOSTS`` value (the bonus for products holding every word of the leg,
+``FusionConfig.all_terms_boost``), stored as ``bm25+<boost>`` and ``photo_words+<boost>``; a
+candidate with that boost fuses those rankings in place of the plain ones.
 
 Pseudo-relevance feedback (``query_builder.feedback``) is tuned on top of the chosen
 fusion, per kind: each candidate runs its feedback leg through the searcher's own
@@ -57,6 +58,7 @@ WEIGHT_GRID_FIVE_LEGS = (0.0, 0.5, 1.0, 2.0)  # five legs or more: 4,161 candida
 OBJECTIVE = "NDCG@10"
 OBJECTIVE_K = 10  # GradedNdcg's k: the objective's cut-off
 ALL_TERMS_BOOSTS = (0.0, 2.0)  # dev text queries, full: 1 and 3 score within 0.003 of 2 (cross-validated)
+LEXICAL_LEGS = ("bm25", "photo_words")  # the BM25 legs, which ``all_terms_boost`` shapes
 
 FEEDBACK_FIELDS = ("text_vector", "image_vector", "product_vector")
 FEEDBACK_DEPTHS = (5, 10, 20, 40)
@@ -72,37 +74,42 @@ LegRuns = dict[str, dict[str, RankedIds]]  # query id -> leg -> ranking
 def collect_legs(
     searcher: HybridSearcher, queries: Sequence[Mapping[str, Any]], images_root: Path, progress: Callable[[int], None] | None = None
 ) -> LegRuns:
-    """Every applicable leg's ranking for every query (window ``WINDOW``), and BM25 again with each
-    non-zero ``ALL_TERMS_BOOSTS`` value (``boosted_leg``)."""
+    """Every applicable leg's ranking for every query (window ``WINDOW``), and each BM25 leg again
+    with each non-zero ``ALL_TERMS_BOOSTS`` value (``boosted_leg``)."""
     runs: LegRuns = {}
     for q in queries:
         image = images_root / q["image"] if q.get("image") else None
         hq = HybridQuery(text=q.get("text"), image=image, size=WINDOW, fusion=FusionConfig(rank_window_size=WINDOW))
         runs[q["id"]] = searcher.leg_results(hq)
-        if "bm25" in runs[q["id"]]:
-            for boost in (b for b in ALL_TERMS_BOOSTS if b):
-                boosted = replace(hq, image=None, legs=("bm25",), fusion=FusionConfig(rank_window_size=WINDOW, all_terms_boost=boost))
-                runs[q["id"]][boosted_leg(boost)] = searcher.leg_results(boosted)["bm25"]
+        lexical = tuple(leg for leg in LEXICAL_LEGS if leg in runs[q["id"]])
+        for boost in (b for b in ALL_TERMS_BOOSTS if b) if lexical else ():
+            boosted = replace(hq, image=image if "photo_words" in lexical else None, legs=lexical,
+                              fusion=FusionConfig(rank_window_size=WINDOW, all_terms_boost=boost))
+            for leg, ranked in searcher.leg_results(boosted).items():
+                runs[q["id"]][boosted_leg(boost, leg)] = ranked
         if progress:
             progress(1)
     return runs
 
 
-def boosted_leg(boost: float) -> str:
-    """The ``LegRuns`` key of BM25 run with ``all_terms_boost=boost``."""
-    return f"bm25+{boost:g}"
+def boosted_leg(boost: float, leg: str = "bm25") -> str:
+    """The ``LegRuns`` key of a BM25 leg run with ``all_terms_boost=boost``."""
+    return f"{leg}+{boost:g}"
 
 
 def fusion_sources(names: Iterable[str], fusion: FusionConfig) -> dict[str, str]:
-    """Which ranking stands for each leg ``fusion`` fuses (its weighted legs; BM25 as its boost ran), by ``LegRuns`` key."""
+    """Which ranking stands for each leg ``fusion`` fuses (its weighted legs; the BM25 legs as its boost
+    ran them), by ``LegRuns`` key."""
     sources = {n: n for n in names if "+" not in n and fusion.weight(n) > 0}
-    if "bm25" in sources and fusion.all_terms_boost:
-        sources["bm25"] = boosted_leg(fusion.all_terms_boost)
+    if fusion.all_terms_boost:
+        for leg in LEXICAL_LEGS:
+            if leg in sources:
+                sources[leg] = boosted_leg(fusion.all_terms_boost, leg)
     return sources
 
 
 def fusion_legs(runs: Mapping[str, RankedIds], fusion: FusionConfig) -> dict[str, RankedIds]:
-    """The rankings ``fusion`` fuses for one query: its weighted legs, BM25 as its boost ran."""
+    """The rankings ``fusion`` fuses for one query: its weighted legs, the BM25 legs as its boost ran them."""
     return {name: runs[source] for name, source in fusion_sources(runs, fusion).items()}
 
 
@@ -282,7 +289,7 @@ def candidate_fusions(
 ) -> list[FusionConfig]:
     """RRF (rank constants 10 and 60) and min-max linear fusion over every weight vector of the grid,
     leaving out all-zero vectors and multiples of one already listed (they rank identically); each
-    with every ``all_terms_boosts`` value where BM25 is weighted."""
+    with every ``all_terms_boosts`` value where a BM25 leg is weighted."""
     vectors: list[tuple[float, ...]] = []
     seen: set[tuple[float, ...]] = set()
     for combo in itertools.product(weights, repeat=len(legs)):
@@ -296,7 +303,7 @@ def candidate_fusions(
     fusions = []
     for combo in vectors:
         named = dict(zip(legs, (float(w) for w in combo), strict=True))
-        for boost in all_terms_boosts if named.get("bm25") else (0.0,):
+        for boost in all_terms_boosts if any(named.get(leg) for leg in LEXICAL_LEGS) else (0.0,):
             for constant in (10, 60):
                 fusions.append(FusionConfig("rrf", named, rank_constant=constant, rank_window_size=WINDOW, all_terms_boost=boost))
             fusions.append(FusionConfig("linear", named, normalizer="minmax", rank_window_size=WINDOW, all_terms_boost=boost))
@@ -377,7 +384,8 @@ def tune_kind(
     pays (vector feedback, then term feedback), by nested cross-validation."""
     present = {leg for qid in qrels for leg in leg_runs[qid] if "+" not in leg}
     legs = sorted(present, key=LEG_NAMES.index)
-    boosts = [b for b in ALL_TERMS_BOOSTS if not b or all(boosted_leg(b) in leg_runs[qid] for qid in qrels)]
+    boosts = [b for b in ALL_TERMS_BOOSTS if not b or all(
+        boosted_leg(b, leg) in leg_runs[qid] for qid in qrels for leg in LEXICAL_LEGS if leg in leg_runs[qid])]
     fusions = candidate_fusions(legs, WEIGHT_GRID if len(legs) < 5 else WEIGHT_GRID_FIVE_LEGS, boosts)
     matrix = score_matrix(qrels, leg_runs, fusions)
     means = matrix.mean(axis=1)
@@ -387,9 +395,9 @@ def tune_kind(
     for leg in legs:
         alone = FusionConfig("rrf", {n: float(n == leg) for n in legs}, rank_window_size=WINDOW)
         singles[leg] = float(score_matrix(qrels, leg_runs, [alone])[0].mean())
-        if leg == "bm25":
+        if leg in LEXICAL_LEGS:
             for boost in (b for b in boosts if b):
-                singles[boosted_leg(boost)] = float(score_matrix(qrels, leg_runs, [replace(alone, all_terms_boost=boost)])[0].mean())
+                singles[boosted_leg(boost, leg)] = float(score_matrix(qrels, leg_runs, [replace(alone, all_terms_boost=boost)])[0].mean())
     top_leg = max(singles, key=singles.__getitem__)
     result = KindTuning(kind, len(qrels), fusions[best], float(means[best]), cross_validate(matrix, folds),
                         float(default), (top_leg, singles[top_leg]))

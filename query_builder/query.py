@@ -42,9 +42,10 @@ def _check_weights(weights: Mapping[str, Any]) -> None:
 class FusionConfig:
     """How legs are combined: ``rrf`` (rank_constant) or ``linear`` (normalizer), per-leg weights, one window.
 
-    ``all_terms_boost`` shapes the BM25 leg rather than the fusion: a constant added to the BM25
-    score of every product holding all the query's words (stop words aside; a synonym group counts
-    when any alternative is there), so "men brown shirt" ranks every men's brown shirt above a
+    ``all_terms_boost`` shapes the BM25 legs rather than the fusion: a constant added to the BM25
+    score of every product holding all the leg's words (the query's; for ``photo_words``, the photo's
+    phrase and the query's; stop words aside; a synonym group counts when any alternative is
+    there), so "men brown shirt" ranks every men's brown shirt above a
     women's brown shirt that BM25 alone scores a hair lower. It lives here because it is chosen
     with the weights (``hybrid-search tune``) and travels with them in a fusion profile, per query
     kind. 0, the default, is plain ``multi_match``."""

@@ -215,6 +215,7 @@ def test_a_photo_is_searched_in_words_where_the_space_has_a_vocabulary(tmp_path,
     it is one more BM25 retriever over those words."""
     from PIL import Image
 
+    from hybrid_core.es_dsl import bm25_query
     from query_builder.es_requests import leg_bodies, legacy_body, retrievers_body
 
     layout = build_layout(text_space.spec, tower_space.spec)
@@ -240,17 +241,29 @@ def test_a_photo_is_searched_in_words_where_the_space_has_a_vocabulary(tmp_path,
     both = searcher.search(HybridQuery(text="in red", image=photo, legs=("photo_words",)))
     assert both.fusion["photo_words"] == " ".join([v for f, v in zip(vocabulary.fields, best) if v and f != "colour"] + ["in red"])
 
-    # on Elasticsearch: a standard retriever (and an _msearch body) over the photo's words, plain multi_match
+    # the all-words bonus shapes this BM25 leg too: a product holding all the photo's words gets +2
+    process_batch([{"ref": "all-words", "version": 1, "data": {"id": "W001", "title": f"Classic {words} for every day"}}],
+                  IndexingRuntime(store, layout, text_space, tower_space, ImageLimits()))
+    plain = {h.id: h.legs["photo_words"].score for h in searcher.search(
+        HybridQuery(image=photo, size=20, legs=("photo_words",), fusion=FusionConfig(rank_window_size=20))).hits}
+    boosted = {h.id: h.legs["photo_words"].score for h in searcher.search(
+        HybridQuery(image=photo, size=20, legs=("photo_words",), fusion=FusionConfig(rank_window_size=20, all_terms_boost=2.0))).hits}
+    assert boosted.keys() == plain.keys() and "W001" in plain
+    assert {i: boosted[i] - plain[i] for i in plain} == {i: pytest.approx(2.0 if i == "W001" else 0.0) for i in plain}
+
+    # on Elasticsearch: a standard retriever (and an _msearch body) over the photo's words, with the bonus as for the query's words
     query = HybridQuery(text="in red", image=photo, size=5, fusion=FusionConfig(all_terms_boost=2.0))
     plans = searcher.plan(query, searcher.encode(query, {"photo_words"}), ["bm25", "photo_words"])
     standard = [r["standard"] for r in retrievers_body(query, plans, layout, [])["retriever"]["rrf"]["retrievers"]]
     assert [s["_name"] for s in standard] == ["bm25", "photo_words"]
-    assert standard[1]["query"]["multi_match"]["query"] == both.fusion["photo_words"]  # all_terms_boost shapes the query's leg only
+    assert standard[1]["query"] == bm25_query(both.fusion["photo_words"], layout, {}, 2.0)
+    assert standard[0]["query"] == bm25_query("in red", layout, {}, 2.0)
     assert [b["query"] for b in leg_bodies(query, plans, layout, [])] == [s["query"] for s in standard]
     legacy = legacy_body(replace(query, fusion=FusionConfig(method="linear", normalizer="none", weights={"photo_words": 0.5})),
                          plans, layout, [])
     should = legacy["query"]["bool"]["should"]  # both BM25 legs in one query, their scores added with their weights
-    assert len(should) == 2 and should[1]["multi_match"] == {**standard[1]["query"]["multi_match"], "boost": 0.5}
+    assert len(should) == 2 and should[1]["multi_match"]["query"] == both.fusion["photo_words"]
+    assert should[1]["multi_match"]["boost"] == 0.5
     store.close()
 
 

@@ -110,6 +110,10 @@ def test_a_boosted_fusion_fuses_the_boosted_bm25_run():
     assert fusion_legs(runs, plain) == {"bm25": runs["bm25"]}
     assert fusion_legs(runs, replace(plain, all_terms_boost=2.0)) == {"bm25": runs["bm25+2"]}
     assert fusion_legs(runs, FusionConfig(all_terms_boost=2.0)) == {"bm25": runs["bm25+2"], "text": runs["text"]}
+    # the photo's words are a BM25 leg too: the boosted fusion takes their boosted run
+    runs |= {"photo_words": [("d", 2.0)], boosted_leg(2.0, "photo_words"): [("d", 4.0)]}
+    assert fusion_legs(runs, FusionConfig(weights={"bm25": 0.0, "text": 0.0}, all_terms_boost=2.0)) == {"photo_words": runs["photo_words+2"]}
+    assert candidate_fusions(["text", "photo_words"], weights=(0.0, 1.0), all_terms_boosts=(0.0, 2.0))[-1].all_terms_boost == 2.0
 
 
 def test_cross_validation_scores_each_fold_with_the_choice_made_on_the_others():
@@ -233,7 +237,8 @@ def test_the_grid_fuses_as_the_searcher_does():
             if leg == "caption" and trial % 2:
                 scores = [0.5] * len(ranked)  # a flat leg: min-max keeps its minimum
             runs[leg] = list(zip(ranked, scores))
-        runs[boosted_leg(2.0)] = sorted(((d, s + 2 * (i % 3 == 0)) for i, (d, s) in enumerate(runs["bm25"])), key=lambda x: -x[1])
+        for lexical in ("bm25", "photo_words"):
+            runs[boosted_leg(2.0, lexical)] = sorted(((d, s + 2 * (i % 3 == 0)) for i, (d, s) in enumerate(runs[lexical])), key=lambda x: -x[1])
         grid = GridLegs(runs, WINDOW)
         fusions = candidate_fusions(["bm25", "text", "caption", "photo_words", "product"], (0.0, 0.5, 1.0), ALL_TERMS_BOOSTS)
         for fusion in fusions[trial::7]:
