@@ -170,7 +170,8 @@ def worker(ctx, concurrency, pool, loglevel, hostname) -> None:
 @click.option("--rank-constant", type=int, default=60, show_default=True)
 @click.option("--window", "rank_window_size", type=int, default=100, show_default=True, help="rank_window_size.")
 @click.option("--all-terms-boost", type=float, default=0.0, show_default=True,
-              help="Added to the BM25 score of products holding every query word (0: plain multi_match).")
+              help="Added to a BM25 leg's score of each product holding all the leg's words (the query's; for photo_words, "
+                   "the photo's phrase and the query's); 0: plain multi_match.")
 @click.option("--legs", help="Only these legs, e.g. bm25,text (default: every leg that applies).")
 @click.option("--size", type=int, default=10, show_default=True)
 @click.option("--from", "offset", type=int, default=0, show_default=True)

@@ -10,7 +10,6 @@ keys missing from older files.
 from __future__ import annotations
 
 import ipaddress
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -19,6 +18,7 @@ from typing import Any
 
 from hybrid_core.dicts import known_keys
 from hybrid_core.errors import ConfigError
+from hybrid_core.json_files import read_json
 from hybrid_core.layout import FieldLayout, build_layout
 from hybrid_core.spaces import EmbeddingSpace, SpaceSpec, default_image_spec, default_text_spec
 from hybrid_core.synonyms import PACKAGED
@@ -148,10 +148,7 @@ class Settings:
         data: dict[str, Any] = {}
         path = env.get(ENV_PREFIX + "CONFIG")
         if path:
-            try:
-                data = json.loads(Path(path).read_text())
-            except (OSError, json.JSONDecodeError) as exc:
-                raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+            data = read_json(path, "config file")
             if not isinstance(data, dict):
                 raise ConfigError(f"config file {path} must hold a JSON object")
         for key, caster in (

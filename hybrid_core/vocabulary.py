@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from hybrid_core.errors import ConfigError
+from hybrid_core.json_files import read_json
 from hybrid_core.synonyms import words
 
 FORMAT = "es-hybrid-search/photo-vocabulary@1"
@@ -109,11 +110,7 @@ class PhotoVocabulary:
 
     @classmethod
     def load(cls, path: str | Path) -> PhotoVocabulary:
-        try:
-            data = json.loads(Path(path).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"cannot read photo vocabulary {path}: {exc}") from None
-        return cls.from_dict(data, where=str(path))
+        return cls.from_dict(read_json(path, "photo vocabulary"), where=str(path))
 
     def save(self, path: str | Path) -> None:
         data = self.to_dict()

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from hybrid_core.errors import ConfigError, SearchError
+from hybrid_core.json_files import read_json
 from query_builder.feedback import Feedback
 from query_builder.query import LEG_NAMES, FusionConfig, HybridQuery
 from query_builder.term_feedback import TermFeedback
@@ -102,8 +103,4 @@ class FusionProfile:
 
     @classmethod
     def load(cls, path: str | Path) -> FusionProfile:
-        try:
-            data = json.loads(Path(path).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"cannot read fusion profile {path}: {exc}") from None
-        return cls.from_dict(data, source=str(path))
+        return cls.from_dict(read_json(path, "fusion profile"), source=str(path))

@@ -63,3 +63,8 @@ def test_settings_from_env_and_config_file(tmp_path):
     assert settings.store_path.endswith("p.sqlite") and settings.queue == "q1"
     with pytest.raises(errors.ConfigError, match="HYBRID_SEARCH_BATCH_SIZE='many'"):
         Settings.from_env({"HYBRID_SEARCH_BATCH_SIZE": "many"})
+    for broken in (tmp_path / "missing.json", tmp_path / "broken.json"):
+        if broken.name == "broken.json":
+            broken.write_text('{"batch_size": 64,')
+        with pytest.raises(errors.ConfigError, match=f"cannot read config file {broken}"):
+            Settings.from_env({"HYBRID_SEARCH_CONFIG": str(broken)})
