@@ -21,6 +21,7 @@ from rich.table import Table
 from hybrid_core.config import Settings
 from hybrid_core.errors import SearchError
 from hybrid_core.filters import parse_filter_args
+from hybrid_core.vocabulary import DEFAULT_TEMPERATURE
 
 console = Console(stderr=True)
 # Piped into a file or a CI log, rich would assume 80 columns and crop the wide tables' figures to
@@ -572,8 +573,10 @@ def train_image_tower(
               help="Catalogue fields whose values, joined in this order, make a phrase (a photo's words).")
 @click.option("--where", multiple=True, help="Only lines whose field equals a value, e.g. split=train (repeatable).")
 @click.option("--min-count", type=click.IntRange(min=1), default=2, show_default=True, help="Keep rows seen at least this often.")
+@click.option("--temperature", type=click.FloatRange(min=0.0), default=DEFAULT_TEMPERATURE, show_default=True,
+              help="Softmax temperature for reading a photo facet by facet; 0 takes the single closest phrase.")
 @click.option("--out", "out_file", type=click.Path(dir_okay=False), required=True, help="The vocabulary JSON to write.")
-def photo_vocabulary(catalogue, fields, where, min_count, out_file) -> None:
+def photo_vocabulary(catalogue, fields, where, min_count, temperature, out_file) -> None:
     """Build a photo vocabulary (the phrases the photo_words leg reads a photo as) from a catalogue.
 
     Name it as an image space's "vocabulary" in a config file. The packaged tower's is this command
@@ -592,7 +595,7 @@ def photo_vocabulary(catalogue, fields, where, min_count, out_file) -> None:
     selection = f" ({', '.join(f'{k}={v}' for k, v in selector.items())})" if selector else ""
     try:
         vocabulary = PhotoVocabulary.from_products(
-            products, names, min_count=min_count,
+            products, names, min_count=min_count, temperature=temperature or None,
             source=f"{Path(catalogue).name}{selection}, {len(products):,} products: {', '.join(names)} rows seen at least {min_count} times",
         )
     except SearchError as exc:

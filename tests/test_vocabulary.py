@@ -46,6 +46,24 @@ def test_a_photo_reads_as_its_best_row_and_the_query_words_win_for_the_facets_th
         VOCABULARY.describe(np.array([0.1, 0.2]))
 
 
+def test_a_photo_is_read_facet_by_facet_where_many_close_rows_agree():
+    """The single closest row says Shirts, but two T-shirt rows nearly as close hold more of the
+    probability: read facet by facet, the photo is Tshirts (and the gender every row agrees on)."""
+    rows = (("Men", "White", "Shirts"), ("Men", "Navy Blue", "Tshirts"), ("Men", "Black", "Tshirts"), ("Women", "Red", "Kurtas"))
+    scores = np.array([0.80, 0.79, 0.79, 0.20])
+    by_facet = PhotoVocabulary(FIELDS, rows, temperature=0.03)
+    assert by_facet.describe(scores) == "Men White Tshirts"  # white: the colour with most probability of its own
+    assert PhotoVocabulary(FIELDS, rows, temperature=None).describe(scores) == "Men White Shirts"  # the closest row as it is
+    assert PhotoVocabulary(FIELDS, rows, temperature=0.001).describe(scores) == "Men White Shirts"  # a cold softmax is the argmax
+    assert by_facet.describe(scores, "in red") == "Men Tshirts in red"
+    # a facet whose most probable value is "none" is left out
+    assert PhotoVocabulary(FIELDS, ((None, "Grey", "Socks"), (None, "Black", "Socks"), ("Men", "Grey", "Socks"))).describe(
+        np.array([0.5, 0.5, 0.51])) == "Grey Socks"
+    for bad in (0, -1.0, float("nan"), True, "warm"):
+        with pytest.raises(ConfigError, match="temperature must be a number > 0"):
+            PhotoVocabulary(FIELDS, rows, temperature=bad)
+
+
 def test_named_facets_match_whole_words_case_and_possessives_aside():
     values = VOCABULARY.values()
     assert named_facets("Women's NAVY BLUE tee", values) == {"gender", "colour"}
@@ -55,7 +73,10 @@ def test_named_facets_match_whole_words_case_and_possessives_aside():
 def test_save_and_load_round_trip_and_bad_files_are_named(tmp_path):
     path = tmp_path / "vocabulary.json"
     VOCABULARY.save(path)
-    assert PhotoVocabulary.load(path) == PhotoVocabulary(FIELDS, VOCABULARY.rows, source=str(path))
+    assert PhotoVocabulary.load(path) == PhotoVocabulary(FIELDS, VOCABULARY.rows, source=str(path), temperature=0.03)
+    # a file from before facet-by-facet reading (no "temperature") is read as it was: the closest phrase
+    path.write_text(json.dumps({"format": FORMAT, "fields": list(FIELDS), "rows": [list(r) for r in VOCABULARY.rows]}))
+    assert PhotoVocabulary.load(path).temperature is None
     path.write_text(json.dumps({"format": "other"}))
     with pytest.raises(ConfigError, match=f"{path} is not a photo vocabulary"):
         PhotoVocabulary.load(path)
