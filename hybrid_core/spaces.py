@@ -64,7 +64,7 @@ class SpaceSpec:
     exactly as this space does, since a mean across two spaces would mean nothing.
     ``vocabulary`` (a JSON file, or a name of one in ``hybrid_core/model_configs``) lists the phrases a
     photo can be read as (``hybrid_core.vocabulary``): with it, an image query also runs the
-    ``photo_words`` leg, BM25 over the phrase the photo is closest to. It changes no stored vector,
+    ``photo_words`` leg, BM25 over the words the photo reads as. It changes no stored vector,
     so it is not part of ``model_id``.
     """
 

@@ -3,8 +3,8 @@
 BM25 is the strongest single leg for text queries (it rewards every asked word and nothing else),
 and image queries had no such leg: every one of theirs is a vector nearest-neighbour search. A
 tower trained into a text space (or any CLIP model) can classify a photo zero-shot against a list of
-phrases; the best phrase ("Men Navy Blue Tshirts") is then a text query that BM25 answers
-precisely. The phrases are rows of facets (``gender``, ``colour``, ``article_type`` for the packaged
+phrases; its reading ("Men Navy Blue Tshirts", taken facet by facet, see ``describe``) is then a
+text query that BM25 answers precisely. The phrases are rows of facets (``gender``, ``colour``, ``article_type`` for the packaged
 tower, the fields its caption term was trained on), so that where the shopper's own words name a
 facet ("this, in red"), the words win and the photo's reading of that facet is dropped.
 
@@ -96,8 +96,10 @@ class PhotoVocabulary:
         return MappingProxyType({name: frozenset(found) for name, found in out.items()})
 
     def describe(self, scores: np.ndarray, text: str | None = None, canonical: Callable[[str], str] | None = None) -> str:
-        """The words a photo is searched with: the best-scoring row, less any facet the query's
-        ``text`` names (its words win: "in red" over the photo's black), followed by ``text``.
+        """The words a photo is searched with: per facet, the value with the most softmax probability
+        over ``scores`` (the phrases' cosines to the photo; without a temperature, the best-scoring
+        row), less any facet the query's ``text`` names (its words win: "in red" over the photo's
+        black), followed by ``text``.
 
         ``canonical`` puts the text in the wording the facet values use (synonym rules: ``gray`` ->
         ``grey``) before the facets are looked for."""

@@ -22,7 +22,7 @@ LEG_HELP = {
     "cross": "query text -> image space -> image_vector",
     "image": "query image -> image space -> image_vector",
     "caption": "query image -> image space -> text_vector (where the image tower was trained into the text space)",
-    "photo_words": "query image -> its closest phrase of the image space's vocabulary (less what the query's text names, "
+    "photo_words": "query image -> its words in the image space's vocabulary, facet by facet (less what the query's text names, "
                    "then that text) -> BM25 over the text fields",
     "product": "query (text, image or both averaged) in the image space -> product_vector",
 }
