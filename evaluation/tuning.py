@@ -48,7 +48,7 @@ from hybrid_core.errors import ValidationError
 from hybrid_core.stores.base import RankedIds
 from query_builder.feedback import Feedback
 from query_builder.profile import FusionProfile, query_kind
-from query_builder.query import LEG_NAMES, FusionConfig, HybridQuery
+from query_builder.query import LEG_NAMES, LEXICAL_LEGS, FusionConfig, HybridQuery
 from query_builder.searcher import HybridSearcher, QueryVectors, fuse_legs
 from query_builder.term_feedback import TermFeedback
 
@@ -58,7 +58,6 @@ WEIGHT_GRID_FIVE_LEGS = (0.0, 0.5, 1.0, 2.0)  # five legs or more: 4,161 candida
 OBJECTIVE = "NDCG@10"
 OBJECTIVE_K = 10  # GradedNdcg's k: the objective's cut-off
 ALL_TERMS_BOOSTS = (0.0, 2.0)  # dev text queries, full: 1 and 3 score within 0.003 of 2 (cross-validated)
-LEXICAL_LEGS = ("bm25", "photo_words")  # the BM25 legs, which ``all_terms_boost`` shapes
 
 FEEDBACK_FIELDS = ("text_vector", "image_vector", "product_vector")
 FEEDBACK_DEPTHS = (5, 10, 20, 40)

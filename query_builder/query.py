@@ -16,6 +16,7 @@ from query_builder.fusion import FUSIONS, NORMALIZERS
 from query_builder.term_feedback import TermFeedback
 
 LEG_NAMES = ("bm25", "text", "cross", "image", "caption", "photo_words", "product")
+LEXICAL_LEGS = ("bm25", "photo_words")  # the BM25 legs (words, not a vector), which ``all_terms_boost`` shapes
 LEG_HELP = {
     "bm25": "BM25 over the text fields",
     "text": "query text -> text space -> text_vector",

@@ -32,7 +32,7 @@ from query_builder.diversify import mmr
 from query_builder.feedback import LEG as FEEDBACK_LEG
 from query_builder.feedback import Feedback, feedback_vector
 from query_builder.fusion import linear, rrf
-from query_builder.query import FusionConfig, HybridQuery
+from query_builder.query import LEXICAL_LEGS, FusionConfig, HybridQuery
 from query_builder.term_feedback import LEG as TERM_FEEDBACK_LEG
 from query_builder.term_feedback import TermFeedback, feedback_text
 
@@ -70,7 +70,7 @@ class LegPlan:
         """``FusionConfig.all_terms_boost`` shapes every BM25 leg: the query's own words and the photo's
         (a product holding all of "Men Tshirts red" is what a photo of a men's T-shirt with "in red" asks
         for; on the dev image + text queries the bonus lifts the leg alone from 0.806 to 0.824 NDCG@10)."""
-        return self.field is None
+        return self.name in LEXICAL_LEGS
 
 
 class HybridSearcher:
