@@ -10,7 +10,7 @@ import pytest
 from hybrid_core.errors import ConfigError
 from hybrid_core.spaces import MODEL_CONFIG_DIR, TOWER_VOCABULARY
 from hybrid_core.synonyms import SynonymRules
-from hybrid_core.vocabulary import FORMAT, PhotoVocabulary, named_facets
+from hybrid_core.vocabulary import FORMAT, PhotoVocabulary, named_values
 
 FIELDS = ("gender", "colour", "article_type")
 VOCABULARY = PhotoVocabulary(FIELDS, (("Men", "Navy Blue", "Tshirts"), ("Women", "Black", "Handbags"), (None, "Grey", "Socks")))
@@ -30,18 +30,20 @@ def test_rows_come_from_products_most_frequent_first_and_rare_rows_are_dropped()
     assert PhotoVocabulary.from_products(products, FIELDS, min_count=1).rows[-1] == ("Men", "Teal", "Shirts")
 
 
-def test_a_photo_reads_as_its_best_row_and_the_query_words_win_for_the_facets_they_name():
+def test_a_photo_reads_as_its_best_row_and_the_values_the_query_names_win():
     scores = np.array([0.9, 0.2, 0.1])
     assert VOCABULARY.describe(scores) == "Men Navy Blue Tshirts"
-    assert VOCABULARY.describe(scores, "in black") == "Men Tshirts in black"  # the shopper's colour, not the photo's
-    assert VOCABULARY.describe(scores, "same in navy blue for women") == "Tshirts same in navy blue for women"
-    assert VOCABULARY.describe(scores, "cotton") == "Men Navy Blue Tshirts cotton"  # names no facet: nothing dropped
+    assert VOCABULARY.describe(scores, "in black") == "Men Black Tshirts"  # the shopper's colour, not the photo's
+    assert VOCABULARY.describe(scores, "same in navy blue for women") == "Women Navy Blue Tshirts"
+    # only the values it names are taken from the text: filler words would lead BM25 astray
+    assert VOCABULARY.describe(scores, "show me this one in black, please") == "Men Black Tshirts"
+    assert VOCABULARY.describe(scores, "cotton") == "Men Navy Blue Tshirts"
     # only whole values count: "blue" alone is not the value "Navy Blue"
-    assert VOCABULARY.describe(scores, "blue") == "Men Navy Blue Tshirts blue"
-    assert VOCABULARY.describe(np.array([0.1, 0.2, 0.3]), "for men") == "Grey Socks for men"
+    assert VOCABULARY.describe(scores, "blue") == "Men Navy Blue Tshirts"
+    assert VOCABULARY.describe(np.array([0.1, 0.2, 0.3]), "for men") == "Men Grey Socks"
     # the query's wording is put in the values' wording first (synonym rules: gray -> grey)
     rules = SynonymRules(["grey, gray"])
-    assert VOCABULARY.describe(np.array([0.1, 0.2, 0.3]), "in gray", canonical=rules.canonical) == "Socks in gray"
+    assert VOCABULARY.describe(np.array([0.9, 0.2, 0.3]), "in gray", canonical=rules.canonical) == "Men Grey Tshirts"
     with pytest.raises(ValueError, match="2 scores for 3 phrases"):
         VOCABULARY.describe(np.array([0.1, 0.2]))
 
@@ -55,7 +57,7 @@ def test_a_photo_is_read_facet_by_facet_where_many_close_rows_agree():
     assert by_facet.describe(scores) == "Men White Tshirts"  # white: the colour with most probability of its own
     assert PhotoVocabulary(FIELDS, rows, temperature=None).describe(scores) == "Men White Shirts"  # the closest row as it is
     assert PhotoVocabulary(FIELDS, rows, temperature=0.001).describe(scores) == "Men White Shirts"  # a cold softmax is the argmax
-    assert by_facet.describe(scores, "in red") == "Men Tshirts in red"
+    assert by_facet.describe(scores, "in red") == "Men Red Tshirts"
     # a facet whose most probable value is "none" is left out
     assert PhotoVocabulary(FIELDS, ((None, "Grey", "Socks"), (None, "Black", "Socks"), ("Men", "Grey", "Socks"))).describe(
         np.array([0.5, 0.5, 0.51])) == "Grey Socks"
@@ -64,10 +66,13 @@ def test_a_photo_is_read_facet_by_facet_where_many_close_rows_agree():
             PhotoVocabulary(FIELDS, rows, temperature=bad)
 
 
-def test_named_facets_match_whole_words_case_and_possessives_aside():
+def test_named_values_match_whole_words_case_and_possessives_aside_the_longest_first():
     values = VOCABULARY.values()
-    assert named_facets("Women's NAVY BLUE tee", values) == {"gender", "colour"}
-    assert named_facets("menswear", values) == set()
+    assert named_values("Women's NAVY BLUE tee", values) == {"gender": "Women", "colour": "Navy Blue"}
+    assert named_values("menswear", values) == {}
+    wider = PhotoVocabulary(FIELDS, VOCABULARY.rows + (("Men", "Blue", "Shirts"), ("Men", "Red", "Shirts"))).values()
+    assert named_values("blue or navy blue", wider) == {"colour": "Navy Blue"}  # the longer value
+    assert named_values("red or blue", wider) == {"colour": "Red"}  # then the first in the text
 
 
 def test_save_and_load_round_trip_and_bad_files_are_named(tmp_path):
