@@ -75,9 +75,10 @@ COLOURS: dict[str, tuple[str, ...]] = {
     "multi": ("multicolour", "multicolored"),
     "gold": ("golden",),
 }
-# "this, in red": the image+text queries' connective
+# "this, in red": the image+text queries' connective, and longer requests around it (words no title
+# holds, which a leg that searched the whole text with BM25 ranked by)
 PHRASING: dict[str, tuple[str, ...]] = {
-    "in": ("same in", "but in", "this in"),
+    "in": ("same in", "but in", "this in", "show me this in", "i want this one in", "same style but in"),
 }
 TABLES = {"article type": ARTICLE_TYPES, "gender": GENDERS, "colour": COLOURS, "phrasing": PHRASING}
 SUFFIX = "~reworded"
