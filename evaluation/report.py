@@ -214,7 +214,7 @@ def render(results: dict[str, dict[str, Any]], profiles: dict[str, dict[str, Any
         "min-max normalized sum); `caption kNN`: the query photo against the products' text vectors (the tower's image space is "
         "MiniLM's text space; not in the protocol's list, a single leg, counted as one in the aims); `photo words`: BM25 over "
         "the query photo read in the tower's photo vocabulary, facet by facet (\"Men Navy Blue Tshirts\"; rows of gender, colour and "
-        "article type seen in the train split), less any of those the query's text names, then that text (a single leg, counted as one "
+        "article type seen in the train split), a value the query's text names replacing the photo's (a single leg, counted as one "
         "in the aims); `BM25, all words +2` and `photo words, all words +2`: the leg plus 2 for every product holding all its words "
         "(`all_terms_boost`; single legs, counted as such in the aims); `tuned`: the fusion profile `hybrid-search tune` chose on the same dev queries "
         "(so its row is in-sample; the cross-validated estimate in the tuning table is the number to expect on new "

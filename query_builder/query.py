@@ -23,8 +23,8 @@ LEG_HELP = {
     "cross": "query text -> image space -> image_vector",
     "image": "query image -> image space -> image_vector",
     "caption": "query image -> image space -> text_vector (where the image tower was trained into the text space)",
-    "photo_words": "query image -> its words in the image space's vocabulary, facet by facet (less what the query's text names, "
-                   "then that text) -> BM25 over the text fields",
+    "photo_words": "query image -> its words in the image space's vocabulary, facet by facet (a value the query's text "
+                   "names replacing the photo's) -> BM25 over the text fields",
     "product": "query (text, image or both averaged) in the image space -> product_vector",
 }
 MAX_WINDOW = 10_000  # Elasticsearch's index.max_result_window and knn num_candidates cap

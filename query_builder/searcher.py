@@ -157,8 +157,8 @@ class HybridSearcher:
         return vectors
 
     def photo_words(self, image: np.ndarray, text: str | None) -> str | None:
-        """What the photo is searched with in words: its reading in the vocabulary (facet by facet), less
-        the facets the query's text names, then that text (``hybrid_core.vocabulary``)."""
+        """What the photo is searched with in words: its reading in the vocabulary, facet by facet, with
+        any value the query's text names in place of the photo's (``hybrid_core.vocabulary``)."""
         loaded = self.image_space.photo_vocabulary() if self.image_space is not None else None
         if loaded is None:
             return None
