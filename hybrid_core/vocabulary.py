@@ -81,10 +81,24 @@ class PhotoVocabulary:
     def phrases(self) -> list[str]:
         return [" ".join(v for v in row if v) for row in self.rows]
 
-    def values(self) -> Mapping[str, Mapping[tuple[str, ...], str]]:
+    def values(self, canonical: Callable[[str], str] | None = None) -> Mapping[str, Mapping[tuple[str, ...], str]]:
         """Per facet, every value by its words (``("navy", "blue")`` -> ``"Navy Blue"``): what a query's
-        words are matched against."""
-        return self._facet_values
+        words are matched against. With ``canonical`` (synonym rules' first wording), each value by
+        its canonical words too, so that a query's "tee", made "t shirt", names the value "Tshirts"."""
+        if canonical is None:
+            return self._facet_values
+        cache = self._canonical_values
+        if canonical not in cache:
+            if len(cache) >= 8:  # one entry per searcher's rules; a bound method keeps its searcher alive
+                cache.pop(next(iter(cache)))
+            cache[canonical] = MappingProxyType({
+                name: MappingProxyType({**found, **{tuple(words(canonical(v))): v for v in found.values()}})
+                for name, found in self._facet_values.items()})
+        return cache[canonical]
+
+    @cached_property
+    def _canonical_values(self) -> dict[Callable[[str], str], Mapping[str, Mapping[tuple[str, ...], str]]]:
+        return {}
 
     @cached_property
     def _facet_values(self) -> Mapping[str, Mapping[tuple[str, ...], str]]:
@@ -110,7 +124,7 @@ class PhotoVocabulary:
         rules: ``gray`` -> ``grey``) before the values are looked for."""
         if len(scores) != len(self.rows):
             raise ValueError(f"{len(scores)} scores for {len(self.rows)} phrases")
-        named = named_values(canonical(text) if (text and canonical) else (text or ""), self.values())
+        named = named_values(canonical(text) if (text and canonical) else (text or ""), self.values(canonical))
         if self.temperature is None:
             row = self.rows[int(np.argmax(scores))]
         else:

@@ -44,6 +44,10 @@ def test_a_photo_reads_as_its_best_row_and_the_values_the_query_names_win():
     # the query's wording is put in the values' wording first (synonym rules: gray -> grey)
     rules = SynonymRules(["grey, gray"])
     assert VOCABULARY.describe(np.array([0.9, 0.2, 0.3]), "in gray", canonical=rules.canonical) == "Men Grey Tshirts"
+    # and the values are matched in that wording too: "tee" and "Tshirts" are both "t shirt" to the rules
+    tees = SynonymRules(["t shirt, tshirt, tshirts, tee, tees"])
+    assert VOCABULARY.describe(np.array([0.1, 0.9, 0.2]), "the same as a tee", canonical=tees.canonical) == "Women Black Tshirts"
+    assert VOCABULARY.describe(np.array([0.1, 0.9, 0.2]), "the same as a tee") == "Women Black Handbags"  # without the rules
     with pytest.raises(ValueError, match="2 scores for 3 phrases"):
         VOCABULARY.describe(np.array([0.1, 0.2]))
 
