@@ -174,17 +174,24 @@ def tower_space():
     return EmbeddingSpace(catalogue_tower_spec()).load()
 
 
-def test_a_photo_reads_the_titles_where_the_tower_shares_the_text_space(tmp_path, text_space, tower_space, sample_catalogue):
+@pytest.fixture
+def tower_indexed(tmp_path, text_space, tower_space, sample_catalogue):
+    """The sample catalogue indexed with the packaged tower as the image space: its layout, store and a searcher."""
+    layout = build_layout(text_space.spec, tower_space.spec)
+    store = EmbeddedStore(tmp_path / "tower.sqlite", layout)
+    process_batch(catalogue_items(sample_catalogue), IndexingRuntime(store, layout, text_space, tower_space, ImageLimits()),
+                  images_root=str(sample_catalogue.parent))
+    yield layout, store, HybridSearcher(store, layout, text_space, tower_space)
+    store.close()
+
+
+def test_a_photo_reads_the_titles_where_the_tower_shares_the_text_space(tower_indexed, tower_space, sample_catalogue):
     """The caption leg: the query photo's vector against the products' text vectors, scored like
     any kNN leg ((1 + cosine) / 2, Elasticsearch's cosine score); it runs for image queries and
     for image + text ones."""
     from PIL import Image
 
-    layout = build_layout(text_space.spec, tower_space.spec)
-    store = EmbeddedStore(tmp_path / "tower.sqlite", layout)
-    process_batch(catalogue_items(sample_catalogue), IndexingRuntime(store, layout, text_space, tower_space, ImageLimits()),
-                  images_root=str(sample_catalogue.parent))
-    searcher = HybridSearcher(store, layout, text_space, tower_space)
+    layout, store, searcher = tower_indexed
     photo = sample_catalogue.parent / "images" / "S001.png"
     assert list(searcher.search(HybridQuery(image=photo)).legs) == ["image", "caption", "photo_words", "product"]
     assert list(searcher.search(HybridQuery(text="red", image=photo)).legs) == [
@@ -206,10 +213,9 @@ def test_a_photo_reads_the_titles_where_the_tower_shares_the_text_space(tmp_path
     knn = [r["knn"] for r in retrievers_body(query, plans, layout, [])["retriever"]["rrf"]["retrievers"] if "knn" in r]
     assert [(k["_name"], k["field"]) for k in knn] == [("image", "image_vector"), ("caption", "text_vector"), ("product", "product_vector")]
     np.testing.assert_allclose(knn[1]["query_vector"], vector, atol=1e-6)
-    store.close()
 
 
-def test_a_photo_is_searched_in_words_where_the_space_has_a_vocabulary(tmp_path, text_space, tower_space, sample_catalogue):
+def test_a_photo_is_searched_in_words_where_the_space_has_a_vocabulary(tower_indexed, text_space, tower_space, sample_catalogue):
     """The photo_words leg: the photo's closest vocabulary phrase (less the facets the query's text
     names, then that text) searched with BM25; the result says what was searched. On Elasticsearch
     it is one more BM25 retriever over those words."""
@@ -218,11 +224,7 @@ def test_a_photo_is_searched_in_words_where_the_space_has_a_vocabulary(tmp_path,
     from hybrid_core.es_dsl import bm25_query
     from query_builder.es_requests import leg_bodies, legacy_body, retrievers_body
 
-    layout = build_layout(text_space.spec, tower_space.spec)
-    store = EmbeddedStore(tmp_path / "words.sqlite", layout)
-    process_batch(catalogue_items(sample_catalogue), IndexingRuntime(store, layout, text_space, tower_space, ImageLimits()),
-                  images_root=str(sample_catalogue.parent))
-    searcher = HybridSearcher(store, layout, text_space, tower_space)
+    layout, store, searcher = tower_indexed
     photo = sample_catalogue.parent / "images" / "S001.png"
     vector = tower_space.embed_images([Image.open(photo).convert("RGB")])[0]
     vocabulary, phrases = tower_space.photo_vocabulary()
@@ -264,7 +266,6 @@ def test_a_photo_is_searched_in_words_where_the_space_has_a_vocabulary(tmp_path,
     should = legacy["query"]["bool"]["should"]  # both BM25 legs in one query, their scores added with their weights
     assert len(should) == 2 and should[1]["multi_match"]["query"] == both.fusion["photo_words"]
     assert should[1]["multi_match"]["boost"] == 0.5
-    store.close()
 
 
 def test_no_vocabulary_no_photo_words_leg(tmp_path, searcher, sample_catalogue):
