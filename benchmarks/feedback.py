@@ -1,5 +1,6 @@
-"""What pseudo-relevance feedback, or one leg, costs per search: the tuned profile with and without its
-feedback (vector and term) and, with ``--drop-leg``, without that leg (its weight set to 0).
+"""What pseudo-relevance feedback, one leg, or the word check costs per search: the tuned profile with and
+without its feedback (vector and term); with ``--drop-leg``, without that leg (its weight set to 0); with
+``--drop-word-check``, the queries with text without the word check (query_builder/word_check.py).
 
 Runs the dev queries of each kind against an index ``hybrid-search eval`` built (the test split in
 the embedded store), with query vectors encoded once beforehand so the figure is the search path
@@ -7,7 +8,7 @@ only (legs, fusion, the feedback round). Same process, same queries, interleaved
 
     python benchmarks/feedback.py --index /tmp/es-hybrid-search-eval/test-full-<tag>.sqlite \\
         --queries ../shared/eval/dev_queries.jsonl --images-root ../shared/data/myntra \\
-        --profile evaluation/profiles/fusion-profile-full.json [--drop-leg photo_words]
+        --profile evaluation/profiles/fusion-profile-full.json [--drop-leg photo_words] [--drop-word-check]
 """
 
 from __future__ import annotations
@@ -45,9 +46,10 @@ def _precomputed(base: type) -> type:
 @click.option("--images-root", type=click.Path(exists=True, file_okay=False), required=True)
 @click.option("--profile", type=click.Path(exists=True, dir_okay=False), required=True, help="A fusion profile (as `hybrid-search tune` writes).")
 @click.option("--drop-leg", help="Also time each kind whose fusion weighs this leg with its weight set to 0 (what the leg costs).")
+@click.option("--drop-word-check", is_flag=True, help="Also time each kind with text without the word check (what it costs).")
 @click.option("--repeats", type=int, default=3, show_default=True)
 @click.option("--out", "out_file", type=click.Path(dir_okay=False), help="Also write the figures as JSON.")
-def main(index, queries, images_root, profile, drop_leg, repeats, out_file) -> None:
+def main(index, queries, images_root, profile, drop_leg, drop_word_check, repeats, out_file) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from hybrid_core.config import Settings
     from hybrid_core.stores.embedded import EmbeddedStore
@@ -66,7 +68,10 @@ def main(index, queries, images_root, profile, drop_leg, repeats, out_file) -> N
     with_feedback_kinds = set(with_feedback.feedback) | set(with_feedback.term_feedback)
     # kinds whose fusion names the leg: a leg left unnamed runs at weight 1 only where it applies at all
     weighing = {k for k, f in with_feedback.kinds.items() if drop_leg and f.weights.get(drop_leg, 0) > 0}
-    kinds = with_feedback_kinds | weighing
+    # kinds whose fusion runs the BM25 leg, which the word check shapes
+    checking = {k for k in ("text", "text+image") if drop_word_check and with_feedback.kinds.get(k) is not None
+                and with_feedback.kinds[k].weight("bm25") > 0}
+    kinds = with_feedback_kinds | weighing | checking
     if not kinds:
         raise click.UsageError(f"{profile} keeps no feedback for any query kind" + (f" and weighs no {drop_leg} leg" if drop_leg else "")
                                + ": nothing to compare")
@@ -94,11 +99,15 @@ def main(index, queries, images_root, profile, drop_leg, repeats, out_file) -> N
             profiles.insert(1, ("vector feedback only", vector_only))  # what the term leg adds on top
         if kind in weighing:
             profiles.append((f"without {drop_leg}", without_leg))
+        if kind in checking:
+            profiles.append(("without word check", with_feedback))
         samples: dict[str, list[float]] = {name: [] for name, _ in profiles}
         for _ in range(repeats):
             for query in group:
                 for name, chosen in profiles:
                     applied = chosen.apply(query)
+                    if name == "without word check":
+                        applied = replace(applied, word_check=None)
                     started = time.perf_counter()
                     searcher.search(applied)
                     samples[name].append(1000 * (time.perf_counter() - started))

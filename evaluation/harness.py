@@ -26,6 +26,7 @@ from query_builder.profile import FusionProfile
 from query_builder.profile import query_kind as _kind
 from query_builder.query import FusionConfig, HybridQuery
 from query_builder.searcher import HybridSearcher
+from query_builder.word_check import WordCheck
 
 VARIANTS = {"full": "title", "sparse": "title_sparse"}
 DEPTH = 100
@@ -44,8 +45,13 @@ class Strategy:
     diversity: Diversity | None = None
 
     def query(self, q: dict[str, Any], images_root: Path) -> HybridQuery:
+        """The query this strategy runs. A single leg runs as itself: the word check (on by default)
+        consults the text kNN leg, so it belongs to the hybrids, and the single-leg rows stay the
+        protocol's plain legs."""
         image = images_root / q["image"] if q.get("image") else None
-        hq = HybridQuery(text=q.get("text"), image=image, size=DEPTH, fusion=self.fusion, legs=self.legs, diversity=self.diversity)
+        word_check = WordCheck() if self.legs is None or len(self.legs) > 1 else None
+        hq = HybridQuery(text=q.get("text"), image=image, size=DEPTH, fusion=self.fusion, legs=self.legs, diversity=self.diversity,
+                         word_check=word_check)
         return self.profile.apply(hq) if self.profile else hq
 
 

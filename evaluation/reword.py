@@ -5,7 +5,7 @@ paraphrases). A fusion tuned on the dev wording can lean on BM25 matching that e
 wording; rewording each text query once and running the same strategies shows what
 survives. Every rewrite keeps what the query is judged on (article type, colour,
 gender): ``tee`` for ``t-shirt``, ``ladies`` for ``women``, ``gray`` for ``grey``,
-``same in red`` for ``in red``; none crosses a judged boundary (``sneakers`` could be
+``same in red`` for ``in red``, and a text query as a request (``show me ...``, ``... please``); none crosses a judged boundary (``sneakers`` could be
 casual or sports shoes, ``girls`` is another gender, ``tan`` another colour, so none of
 those is used).
 
@@ -81,6 +81,9 @@ PHRASING: dict[str, tuple[str, ...]] = {
     "in": ("same in", "but in", "this in", "show me this in", "i want this one in", "same style but in"),
 }
 TABLES = {"article type": ARTICLE_TYPES, "gender": GENDERS, "colour": COLOURS, "phrasing": PHRASING}
+# a text query as a request: words around it that no product is named by, though a few slogan T-shirts hold them
+# ("Try Me", "No Show"), so BM25 weighs them as the rarest words of the query (query_builder/word_check.py)
+REQUESTS = ("show me {}", "i am looking for {}", "i need {}", "{} please", "do you have {}")
 SUFFIX = "~reworded"
 
 
@@ -88,10 +91,11 @@ def _pattern(phrase: str) -> re.Pattern[str]:
     return re.compile(rf"(?<![\w-]){re.escape(phrase)}(?![\w-])")
 
 
-def rewrite(query_id: str, text: str) -> tuple[str, str | None]:
+def rewrite(query_id: str, text: str, *, request: bool = False) -> tuple[str, str | None]:
     """``text`` with one phrase (article type, gender, colour or the connective ``in``) in other words
     that keep its judgment, and which of those it was (a key of ``TABLES``); unchanged (lower-cased),
-    with ``None``, when it has none of the phrases the tables know."""
+    with ``None``, when it has none of the phrases the tables know. With ``request``, the whole text
+    put in a request (``REQUESTS``, kind ``"request"``) is one more candidate."""
     lowered = text.lower()
     found: list[tuple[str, str, tuple[str, ...]]] = []
     for kind, table in TABLES.items():
@@ -99,11 +103,16 @@ def rewrite(query_id: str, text: str) -> tuple[str, str | None]:
             if _pattern(phrase).search(lowered):
                 found.append((kind, phrase, table[phrase]))
                 break
+    if request:
+        found.append(("request", lowered, REQUESTS))
     if not found:
         return lowered, None
     digest = int.from_bytes(hashlib.sha256(query_id.encode()).digest()[:8], "big")
     kind, phrase, alternatives = found[digest % len(found)]
-    return _pattern(phrase).sub(alternatives[(digest // len(found)) % len(alternatives)], lowered, count=1), kind
+    chosen = alternatives[(digest // len(found)) % len(alternatives)]
+    if kind == "request":
+        return chosen.format(lowered), kind
+    return _pattern(phrase).sub(chosen, lowered, count=1), kind
 
 
 def reword(query_id: str, text: str) -> str:
@@ -113,11 +122,11 @@ def reword(query_id: str, text: str) -> str:
 
 def reword_queries(queries: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """The queries with text, each reworded once (id + ``~reworded``; image and judgments kept;
-    ``reworded``: what was, a key of ``TABLES`` or ``None``); image-only queries are left out, there
-    is no wording to change."""
+    ``reworded``: what was, a key of ``TABLES``, ``"request"`` or ``None``; text-only queries may come
+    as a request); image-only queries are left out, there is no wording to change."""
     out = []
     for q in queries:
         if q.get("text"):
-            text, kind = rewrite(str(q["id"]), str(q["text"]))
+            text, kind = rewrite(str(q["id"]), str(q["text"]), request=not q.get("image"))
             out.append({**q, "id": f"{q['id']}{SUFFIX}", "text": text, "reworded": kind})
     return out

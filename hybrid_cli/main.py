@@ -195,11 +195,20 @@ def worker(ctx, concurrency, pool, loglevel, hostname) -> None:
 @click.option("--term-feedback-share", type=float, default=0.5, show_default=True,
               help="Share of those hits a word must be in to be searched.")
 @click.option("--term-feedback-weight", type=float, default=1.0, show_default=True, help="Weight of the term feedback leg in the fusion.")
+@click.option("--word-check/--no-word-check", default=True, show_default=True,
+              help="Count faintly in BM25 the query's words that none of its nearest products (text kNN) use: "
+                   "filler such as 'show me' or 'please' would otherwise rank the few titles that say it first.")
+@click.option("--word-check-depth", type=int, default=100, show_default=True, help="How many nearest products place the words.")
+@click.option("--word-check-min-count", type=int, default=3, show_default=True,
+              help="How many of them must hold a word (or every product that holds it anywhere).")
+@click.option("--unplaced-weight", type=float, default=0.1, show_default=True,
+              help="Weight of an unplaced word's BM25 score (0: left out).")
 @click.pass_context
 def search(ctx, text, image, filters, fusion, weights, normalizer, rank_constant, rank_window_size, all_terms_boost, legs, size, offset,
            as_json, mode,
            show_request, fusion_profile, relevance_weight, diversify_top, feedback_field, feedback_depth, feedback_query_weight,
-           feedback_weight, term_feedback_depth, term_feedback_share, term_feedback_weight) -> None:
+           feedback_weight, term_feedback_depth, term_feedback_share, term_feedback_weight, word_check, word_check_depth,
+           word_check_min_count, unplaced_weight) -> None:
     """Hybrid search with text and/or an image; every hit is explained leg by leg."""
     from query_builder.diversify import Diversity
     from query_builder.feedback import Feedback
@@ -209,6 +218,7 @@ def search(ctx, text, image, filters, fusion, weights, normalizer, rank_constant
     from query_builder.query import FusionConfig, HybridQuery
     from query_builder.searcher import HybridSearcher
     from query_builder.term_feedback import TermFeedback
+    from query_builder.word_check import WordCheck
 
     settings = _settings(ctx)
     explicit = {name for name in ("fusion", "weights", "normalizer", "rank_constant", "rank_window_size", "all_terms_boost")
@@ -233,6 +243,8 @@ def search(ctx, text, image, filters, fusion, weights, normalizer, rank_constant
             feedback=Feedback(feedback_field, feedback_depth, feedback_query_weight, feedback_weight) if feedback_field else None,
             term_feedback=(TermFeedback(depth=term_feedback_depth, min_share=term_feedback_share, weight=term_feedback_weight)
                            if term_feedback_depth is not None else None),
+            word_check=(WordCheck(depth=word_check_depth, min_count=word_check_min_count, unplaced_weight=unplaced_weight)
+                        if word_check else None),
         )
         profile_path = fusion_profile or settings.fusion_profile
         if profile_path and not explicit:
@@ -246,6 +258,10 @@ def search(ctx, text, image, filters, fusion, weights, normalizer, rank_constant
             used, request, _ = searcher.requests(query)
             if not on_es and mode == "auto":
                 console.print(f"no cluster to ask (embedded store): showing the {used} mode")
+            if query.word_check is not None and query.text and not on_es:
+                click.echo(f"# first the word check: one knn search over text_vector (k={query.word_check.depth}) and one "
+                           "_msearch of size-0 counts per query word (among those products and in all); the multi_match below "
+                           "then searches the placed words, the others at their unplaced weight (no cluster here to place them)")
             click.echo(f"# mode: {used}\n" + console_text(settings.es_alias, request))
             if query.feedback is not None and query.term_feedback is not None:
                 click.echo(f"# then feedback and term feedback: GET {settings.es_alias}/_mget of the first "
@@ -290,6 +306,9 @@ def search(ctx, text, image, filters, fusion, weights, normalizer, rank_constant
     out.print(f"legs: {', '.join(f'{k}={v}' for k, v in result.legs.items())}; {timing}")
     if "photo_words" in result.fusion:
         out.print(f"the photo searched as: {result.fusion['photo_words']}")
+    if result.fusion.get("unplaced_words"):
+        out.print(f"BM25 searched: {result.fusion['bm25_text']}; no nearby product uses {', '.join(result.fusion['unplaced_words'])} "
+                  f"(counted at weight {query.word_check.unplaced_weight if query.word_check else 0})")
     if "term_feedback_text" in result.fusion:
         out.print(f"term feedback searched: {result.fusion['term_feedback_text'] or '(no shared words)'}")
 

@@ -7,6 +7,8 @@ leg means the same request whichever mode runs it. Checked against:
 * multi_match: https://www.elastic.co/docs/reference/query-languages/query-dsl/query-dsl-multi-match-query
   (``fields`` with ``^boost``, ``type: best_fields``, default ``operator: or``; ``type: cross_fields``
   with ``operator: and``: every word in at least one of the fields)
+* ids query: https://www.elastic.co/docs/reference/query-languages/query-dsl/query-dsl-ids-query (``values``)
+* track_total_hits: https://www.elastic.co/docs/reference/elasticsearch/rest-apis/search-api (``true``: an exact count)
 * constant_score: https://www.elastic.co/docs/reference/query-languages/query-dsl/query-dsl-constant-score-query
   (``filter``, ``boost``: every match scores ``boost``)
 * knn search / knn clause: https://www.elastic.co/docs/reference/elasticsearch/rest-apis/retrievers/knn-retriever
@@ -32,16 +34,48 @@ def text_fields(layout: FieldLayout, boosts: dict[str, float] | None = None) -> 
     return [f"{f.name}^{float(boosts.get(f.name, f.boost))}" for f in layout.text_fields]
 
 
-def bm25_query(text: str, layout: FieldLayout, boosts: dict[str, float] | None = None, all_terms_boost: float = 0.0) -> dict[str, Any]:
+def bm25_query(
+    text: str,
+    layout: FieldLayout,
+    boosts: dict[str, float] | None = None,
+    all_terms_boost: float = 0.0,
+    faint_text: str = "",
+    faint_weight: float = 0.0,
+) -> dict[str, Any]:
     """The BM25 leg: ``multi_match`` (any word); with ``all_terms_boost``, a ``bool`` that adds that
     constant where every word is present (the ``and`` clause adds no score of its own, so a boost
-    of 0 and the plain ``multi_match`` rank alike)."""
+    of 0 and the plain ``multi_match`` rank alike); with ``faint_text``, those words too, their
+    score times ``faint_weight`` (the words the word check could not place: tie-breakers, not
+    needed for the bonus)."""
     fields = text_fields(layout, boosts)
     match = {"multi_match": {"query": text, "fields": fields, "type": "best_fields"}}
-    if not all_terms_boost:
+    faint = bool(faint_text.strip()) and faint_weight > 0
+    if not all_terms_boost and not faint:
         return match
-    every_word = {"multi_match": {"query": text, "fields": fields, "type": "cross_fields", "operator": "and"}}
-    return {"bool": {"should": [match, {"constant_score": {"filter": every_word, "boost": float(all_terms_boost)}}]}}
+    should: list[dict[str, Any]] = [match]
+    if faint:
+        should.append({"multi_match": {"query": faint_text, "fields": fields, "type": "best_fields", "boost": float(faint_weight)}})
+    if all_terms_boost:
+        should.append({"constant_score": {"filter": every_word_query(text, layout, boosts), "boost": float(all_terms_boost)}})
+    return {"bool": {"should": should}}
+
+
+def every_word_query(text: str, layout: FieldLayout, boosts: dict[str, float] | None = None) -> dict[str, Any]:
+    """Products holding every word of ``text`` in at least one of the text fields."""
+    return {"multi_match": {"query": text, "fields": text_fields(layout, boosts), "type": "cross_fields", "operator": "and"}}
+
+
+def word_count_body(phrase: str, layout: FieldLayout, filters: list[Condition], within: list[str] | None = None) -> dict[str, Any]:
+    """A ``size: 0`` search whose exact ``hits.total`` is how many products (matching ``filters``,
+    among the ids ``within`` where given) hold every word of ``phrase``: the store's analysis
+    (stemming, the search analyzer's synonyms) decides, as it does for the BM25 leg."""
+    clauses = to_es(filters) if filters else []
+    if within is not None:
+        clauses.append({"ids": {"values": list(within)}})
+    query = every_word_query(phrase, layout)
+    if clauses:
+        query = {"bool": {"must": [query], "filter": clauses}}
+    return {"size": 0, "track_total_hits": True, "query": query}
 
 
 def filtered(query: dict[str, Any], filters: list[Condition]) -> dict[str, Any]:

@@ -39,7 +39,8 @@ MODES = ("retrievers", "legacy", "legs", "auto")
 def _lexical(plan: LegPlan, query: HybridQuery, layout: FieldLayout) -> dict[str, Any]:
     """A BM25 leg's query: the query's own words, or the photo's (``photo_words``), over the text fields."""
     assert plan.text is not None
-    return bm25_query(plan.text, layout, query.boosts, query.fusion.all_terms_boost if plan.all_terms_boost_applies else 0.0)
+    return bm25_query(plan.text, layout, query.boosts, query.fusion.all_terms_boost if plan.all_terms_boost_applies else 0.0,
+                      plan.faint_text, plan.faint_weight)
 
 
 def _leg_retriever(plan: LegPlan, query: HybridQuery, layout: FieldLayout, named: bool) -> dict[str, Any]:

@@ -113,6 +113,8 @@ class ElasticsearchHybridSearcher(HybridSearcher):
         filters = self.check(query)
         legs = self.applicable_legs(query)
         vectors = self.encode(query, self.wanted(query, legs))
+        if self.client is not None:  # printing the request only: no cluster to place the words against
+            self.check_words(query, vectors, filters, legs)
         plans = self.plan(query, vectors, legs)
         mode = self.resolve_mode(query, plans)
         if mode == "retrievers":

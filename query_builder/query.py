@@ -14,6 +14,7 @@ from query_builder.diversify import Diversity
 from query_builder.feedback import Feedback
 from query_builder.fusion import FUSIONS, NORMALIZERS
 from query_builder.term_feedback import TermFeedback
+from query_builder.word_check import WordCheck
 
 LEG_NAMES = ("bm25", "text", "cross", "image", "caption", "photo_words", "product")
 LEXICAL_LEGS = ("bm25", "photo_words")  # the BM25 legs (words, not a vector), which ``all_terms_boost`` shapes
@@ -93,7 +94,9 @@ class HybridQuery:
     candidate pool (default ``2 * rank_window_size``, capped at 10,000);
     ``diversity`` re-ranks the first fused hits by MMR (``query_builder.diversify``);
     ``feedback`` adds a second-round kNN leg from the first page's vectors (``query_builder.feedback``);
-    ``term_feedback`` a second-round BM25 leg from the words the first page shares (``query_builder.term_feedback``).
+    ``term_feedback`` a second-round BM25 leg from the words the first page shares (``query_builder.term_feedback``);
+    ``word_check`` leaves out of the BM25 leg the words none of the query's nearest products use
+    (``query_builder.word_check``; on by default, ``None`` searches every word).
     """
 
     text: str | None = None
@@ -108,6 +111,7 @@ class HybridQuery:
     diversity: Diversity | None = None
     feedback: Feedback | None = None
     term_feedback: TermFeedback | None = None
+    word_check: WordCheck | None = field(default_factory=WordCheck)
 
     def __post_init__(self) -> None:
         if self.text is not None and not isinstance(self.text, str):
@@ -147,6 +151,8 @@ class HybridQuery:
             raise ValidationError(f"feedback must be a Feedback, got {type(self.feedback).__name__}")
         if self.term_feedback is not None and not isinstance(self.term_feedback, TermFeedback):
             raise ValidationError(f"term_feedback must be a TermFeedback, got {type(self.term_feedback).__name__}")
+        if self.word_check is not None and not isinstance(self.word_check, WordCheck):
+            raise ValidationError(f"word_check must be a WordCheck or None, got {type(self.word_check).__name__}")
         if self.num_candidates is not None:
             if not isinstance(self.num_candidates, int) or not window <= self.num_candidates <= MAX_WINDOW:
                 raise ValidationError(

@@ -13,7 +13,7 @@ import os
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +32,10 @@ from query_builder.diversify import mmr
 from query_builder.feedback import LEG as FEEDBACK_LEG
 from query_builder.feedback import Feedback, feedback_vector
 from query_builder.fusion import linear, rrf
-from query_builder.query import LEXICAL_LEGS, FusionConfig, HybridQuery
+from query_builder.query import LEXICAL_LEGS, MAX_WINDOW, FusionConfig, HybridQuery
 from query_builder.term_feedback import LEG as TERM_FEEDBACK_LEG
 from query_builder.term_feedback import TermFeedback, feedback_text
+from query_builder.word_check import checked_text, placed, query_phrases
 
 # Every search's legs run on this pool: it bounds how many run at once and serves searches first
 # come, first served. In-process legs (the embedded store) go as one task per search, in turn
@@ -54,16 +55,21 @@ class QueryVectors:
     image: np.ndarray | None = None  # query image in the image space (the text space too, where it shares the text tower)
     combined: np.ndarray | None = None  # normalized mean of cross and image
     photo_words: str | None = None  # the words the photo reads as (its vocabulary phrase), then the query's own
+    bm25_text: str | None = None  # the query's words BM25 searches, after the word check (None: the query's text)
+    unplaced_words: list[str] = field(default_factory=list)  # the words the word check could not place
 
 
 @dataclass(frozen=True)
 class LegPlan:
-    """One leg to run: BM25 over ``text`` (``field`` None) or kNN over ``field`` with ``vector``."""
+    """One leg to run: BM25 over ``text`` (``field`` None; ``faint_text`` at ``faint_weight``) or kNN
+    over ``field`` with ``vector``."""
 
     name: str
     field: str | None = None
     vector: np.ndarray | None = None
     text: str | None = None
+    faint_text: str = ""
+    faint_weight: float = 0.0
 
     @property
     def all_terms_boost_applies(self) -> bool:
@@ -99,6 +105,7 @@ class HybridSearcher:
         self.image_limits = image_limits or ImageLimits()
         self.parallel_legs = parallel_legs
         self._rules = SynonymRules(layout.synonyms) if vector_synonyms and layout.synonyms else None
+        self._bm25_rules = SynonymRules(layout.synonyms) if layout.synonyms else None  # the stores' BM25 expands them always
 
     # -- encoding --------------------------------------------------------------------------
 
@@ -129,6 +136,9 @@ class HybridSearcher:
         out = {"vector_text": embedded} if embedded is not None and embedded != query.text else {}
         if vectors is not None and vectors.photo_words:
             out["photo_words"] = vectors.photo_words
+        if vectors is not None and vectors.unplaced_words:
+            out["bm25_text"] = vectors.bm25_text
+            out["unplaced_words"] = list(vectors.unplaced_words)
         return out
 
     def encode(self, query: HybridQuery, wanted: set[str]) -> QueryVectors:
@@ -170,9 +180,37 @@ class HybridSearcher:
     def wanted(self, query: HybridQuery, legs: list[str]) -> set[str]:
         """The legs whose query vectors must be encoded: those that run, plus what feedback adds to."""
         wanted = set(legs)
+        if self.checks_words(query, legs):
+            wanted.add("text")
         if query.feedback is not None:
             wanted.add("text" if query.feedback.field == "text_vector" else "product")
         return wanted
+
+    def checks_words(self, query: HybridQuery, legs: list[str]) -> bool:
+        """Whether the word check runs: the query asks for it, has text and a BM25 leg, and the
+        layout has the text vectors that place its words."""
+        return query.word_check is not None and bool(query.text) and "bm25" in legs and self.layout.has_vector("text_vector")
+
+    def check_words(self, query: HybridQuery, vectors: QueryVectors, filters: list[Condition], legs: list[str]) -> None:
+        """Set ``vectors.bm25_text`` to the query's words that its nearest products use and
+        ``vectors.unplaced_words`` to the others (``query_builder.word_check``): one kNN on the text
+        vectors, then two counts per word (among those neighbours, and in the whole filtered catalogue)."""
+        vectors.bm25_text, vectors.unplaced_words = None, []  # this query's answer only, where vectors are reused
+        if not self.checks_words(query, legs) or vectors.text is None:
+            return
+        settings = query.word_check
+        assert settings is not None and query.text is not None
+        phrases = query_phrases(query.text, self._bm25_rules)
+        if len(phrases) < 2:
+            return  # a lone word is searched whatever it is: leaving it out leaves nothing
+        neighbours = self.store.knn(
+            "text_vector", vectors.text, k=settings.depth, num_candidates=min(MAX_WINDOW, max(settings.depth, query.candidates)), filters=filters
+        )
+        if not neighbours:
+            return
+        everywhere = self.store.word_counts(phrases, filters=filters)
+        near = self.store.word_counts(phrases, filters=filters, within=[doc_id for doc_id, _ in neighbours])
+        vectors.bm25_text, vectors.unplaced_words = checked_text(query.text, phrases, placed(near, everywhere, settings.min_count))
 
     def reads_image_as_text(self) -> bool:
         """Whether a query photo can be matched against the products' text vectors (the ``caption``
@@ -219,7 +257,9 @@ class HybridSearcher:
         plans = []
         for leg in legs:
             if leg == "bm25":
-                plans.append(LegPlan("bm25", text=query.text))
+                faint = " ".join(vectors.unplaced_words)
+                weight = query.word_check.unplaced_weight if faint and query.word_check is not None else 0.0
+                plans.append(LegPlan("bm25", text=vectors.bm25_text or query.text, faint_text=faint, faint_weight=weight))
             elif leg == "text":
                 plans.append(LegPlan("text", "text_vector", vectors.text))
             elif leg == "cross":
@@ -242,7 +282,8 @@ class HybridSearcher:
         if plan.field is None:
             assert plan.text is not None
             boost = query.fusion.all_terms_boost if plan.all_terms_boost_applies else 0.0
-            return self.store.bm25(plan.text, boosts=query.boosts, filters=filters, size=query.k, all_terms_boost=boost)
+            return self.store.bm25(plan.text, boosts=query.boosts, filters=filters, size=query.k, all_terms_boost=boost,
+                                   faint_text=plan.faint_text, faint_weight=plan.faint_weight)
         assert plan.vector is not None
         return self.store.knn(plan.field, plan.vector, k=query.k, num_candidates=query.candidates, filters=filters)
 
@@ -266,7 +307,8 @@ class HybridSearcher:
         """Each applicable leg's own ranking (its window), unfused: what tuning re-fuses many ways."""
         filters = self.check(query)
         legs = self.applicable_legs(query)
-        vectors = self.encode(query, set(legs))
+        vectors = self.encode(query, self.wanted(query, legs))
+        self.check_words(query, vectors, filters, legs)
         return self.run_legs(self.plan(query, vectors, legs), query, filters)
 
     def run_legs(self, plans: list[LegPlan], query: HybridQuery, filters: list[Condition]) -> dict[str, RankedIds]:
@@ -353,7 +395,7 @@ class HybridSearcher:
         if query.term_feedback is not None:
             terms = query.term_feedback
             rounds[TERM_FEEDBACK_LEG] = lambda: self.term_feedback(
-                terms, query.text, fused, filters, boosts=query.boosts, k=query.k, stored=sources
+                terms, vectors.bm25_text or query.text, fused, filters, boosts=query.boosts, k=query.k, stored=sources
             )
         if not rounds:
             return results, fused, {}
@@ -385,6 +427,8 @@ class HybridSearcher:
         legs = self.applicable_legs(query)
         t0 = time.perf_counter()
         vectors = self.encode(query, self.wanted(query, legs))
+        t_encoded = time.perf_counter()
+        self.check_words(query, vectors, filters, legs)
         t1 = time.perf_counter()
         results = self.run_legs(self.plan(query, vectors, legs), query, filters)
         t2 = time.perf_counter()
@@ -398,7 +442,8 @@ class HybridSearcher:
             hits=hits,
             legs={name: len(ranked) for name, ranked in results.items()},
             fusion=fusion_report(query, **self.rewrites(query, vectors), **notes),
-            took_ms={"encode": 1000 * (t1 - t0), "legs": 1000 * (t2 - t1), "fuse_and_fetch": 1000 * (t3 - t2)},
+            took_ms={"encode": 1000 * (t_encoded - t0), "word_check": 1000 * (t1 - t_encoded), "legs": 1000 * (t2 - t1),
+                     "fuse_and_fetch": 1000 * (t3 - t2)},
         )
 
     @staticmethod
@@ -423,6 +468,8 @@ def fusion_report(query: HybridQuery, **extra: Any) -> dict[str, Any]:
         report["feedback"] = query.feedback.to_dict()
     if query.term_feedback is not None:
         report["term_feedback"] = query.term_feedback.to_dict()
+    if query.word_check is not None:
+        report["word_check"] = query.word_check.to_dict()
     return report
 
 

@@ -181,3 +181,19 @@ def test_a_photo_is_searched_in_words_on_the_cluster_too(indexed, sample_catalog
     assert "Red" in words.split()  # the query's colour in the vocabulary's wording
     same = s.search(HybridQuery(text=words, size=10, legs=("bm25",)))
     assert [(h.id, round(h.legs["photo_words"].score, 4)) for h in result.hits] == [(h.id, round(h.legs["bm25"].score, 4)) for h in same.hits]
+
+
+def test_the_word_check_counts_and_faint_words_on_the_cluster_too(indexed):
+    """``word_counts`` counts what BM25 matches (in all, among given ids); an unplaced word's clause
+    adds its own score times its weight, as the embedded store's ``LexicalIndex.score`` does."""
+    _, store = indexed
+    kurtas = [pid for pid, _ in store.bm25("kurta", boosts={}, filters=[], size=48)]
+    counts = store.word_counts(["kurta", "green kurta", "zzqx"], filters=[])
+    assert counts[0] == len(kurtas) and 0 < counts[1] <= counts[0] and counts[2] == 0
+    assert store.word_counts(["kurta"], filters=[], within=kurtas[:3]) == [3]
+    plain = dict(store.bm25("kurta", boosts={}, filters=[], size=48))
+    green = dict(store.bm25("green", boosts={}, filters=[], size=48))
+    faint = dict(store.bm25("kurta", boosts={}, filters=[], size=48, faint_text="green", faint_weight=0.1))
+    assert faint.keys() == plain.keys() | green.keys()
+    for pid, score in faint.items():
+        assert score == pytest.approx(plain.get(pid, 0.0) + 0.1 * green.get(pid, 0.0), rel=1e-5)

@@ -175,7 +175,8 @@ def test_on_elasticsearch_feedback_runs_client_side_with_one_more_knn(layout, te
     client = WireClient(answers)
     store = ElasticsearchStore(client, layout)
     store._checked = True
-    query = HybridQuery(text="black watch", size=3, fusion=FusionConfig(rank_window_size=10), feedback=Feedback("text_vector", 5, 0.0, 1.0))
+    query = HybridQuery(text="black watch", size=3, fusion=FusionConfig(rank_window_size=10), feedback=Feedback("text_vector", 5, 0.0, 1.0),
+                        word_check=None)  # the word check's own requests: tests/test_es_requests.py
     searcher = ElasticsearchHybridSearcher(store, layout, text_space, image_space, mode="auto")
     searcher._cluster = Cluster((9, 2), "enterprise")  # retrievers would be allowed: feedback still needs legs
     result = searcher.search(query)

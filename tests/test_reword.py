@@ -10,7 +10,7 @@ import shutil
 from click.testing import CliRunner
 
 from evaluation.report import reworded_section, write_report
-from evaluation.reword import SUFFIX, TABLES, reword, reword_queries
+from evaluation.reword import REQUESTS, SUFFIX, TABLES, reword, reword_queries, rewrite
 
 
 def _alternatives(phrase: str) -> tuple[str, ...]:
@@ -49,6 +49,16 @@ def test_reworded_queries_keep_judgments_and_images_and_drop_image_only_queries(
     assert out[0]["relevance"] == {"p1": 2} and out[0]["want"] == {"colour": "Black"} and out[1]["image"] == "images/2.jpg"
     assert out[0]["text"] != "men black watch" and out[1]["text"] != "in blue"
     assert queries[0]["text"] == "men black watch"  # input not mutated
+
+
+def test_text_queries_may_come_as_requests_and_image_text_queries_never():
+    kinds = {rewrite(f"q{i}", "men navy blue socks", request=True)[1] for i in range(60)}
+    assert kinds == {"request", "article type", "gender", "colour"}
+    wrapped = {rewrite(f"q{i}", "men navy blue socks", request=True)[0] for i in range(200)}
+    assert {template.format("men navy blue socks") for template in REQUESTS} <= wrapped
+    queries = [{"id": f"q{i}", "text": "in red", "image": "images/1.jpg", "relevance": {}} for i in range(40)]
+    assert {q["reworded"] for q in reword_queries(queries)} == {"phrasing"}
+    assert rewrite("q", "purple orchid", request=True)[1] == "request"  # a request needs no known phrase
 
 
 def _row(ndcg: float, fine: float = 0.5) -> dict[str, float]:
@@ -120,5 +130,5 @@ def test_rewrite_says_what_it_reworded():
     assert rewrite("q", "Purple Orchid") == ("purple orchid", None)
     kinds = {rewrite(f"q{i}", "women grey t-shirt")[1] for i in range(60)}
     assert kinds == {"article type", "gender", "colour"}
-    assert all(q["reworded"] == rewrite(q["id"].removesuffix(SUFFIX), "men black watch")[1]
+    assert all(q["reworded"] == rewrite(q["id"].removesuffix(SUFFIX), "men black watch", request=True)[1]
                for q in reword_queries([{"id": "z", "text": "men black watch", "relevance": {}}]))

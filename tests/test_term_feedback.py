@@ -215,7 +215,9 @@ def test_on_elasticsearch_term_feedback_runs_client_side_as_one_more_multi_match
     client = WireClient(answers)
     store = ElasticsearchStore(client, layout)
     store._checked = True
-    query = HybridQuery(text="black watch", size=3, fusion=FusionConfig(rank_window_size=10), term_feedback=TermFeedback(5, 1.0))
+    # without the word check, whose own requests tests/test_es_requests.py follows
+    query = HybridQuery(text="black watch", size=3, fusion=FusionConfig(rank_window_size=10), term_feedback=TermFeedback(5, 1.0),
+                        word_check=None)
     searcher = ElasticsearchHybridSearcher(store, layout, text_space, image_space, mode="auto")
     searcher._cluster = Cluster((9, 2), "enterprise")  # retrievers would be allowed: term feedback still needs legs
     result = searcher.search(query)
@@ -247,7 +249,7 @@ def test_on_elasticsearch_both_feedback_legs_read_the_first_page_once_and_search
     client = WireClient(answers)
     store = ElasticsearchStore(client, layout)
     store._checked = True
-    query = HybridQuery(text="black watch", size=3, fusion=FusionConfig(rank_window_size=10),
+    query = HybridQuery(text="black watch", size=3, fusion=FusionConfig(rank_window_size=10), word_check=None,
                         feedback=Feedback("text_vector", 5, 0.0, 1.0), term_feedback=TermFeedback(5, 1.0))
     result = ElasticsearchHybridSearcher(store, layout, text_space, image_space, mode="legs").search(query)
     paths = [p for _, p, _ in client.sent]

@@ -75,14 +75,31 @@ class Store(Protocol):
     def list_errors(self, limit: int = 100) -> list[ItemErrorRecord]: ...
 
     def bm25(
-        self, text: str, *, boosts: dict[str, float], filters: list[Condition], size: int, all_terms_boost: float = 0.0
-    ) -> RankedIds: ...
+        self,
+        text: str,
+        *,
+        boosts: dict[str, float],
+        filters: list[Condition],
+        size: int,
+        all_terms_boost: float = 0.0,
+        faint_text: str = "",
+        faint_weight: float = 0.0,
+    ) -> RankedIds:
+        """BM25 over the text fields (``es_dsl.bm25_query`` says what each argument adds)."""
+        ...
 
     def knn(
         self, field: str, vector: np.ndarray, *, k: int, num_candidates: int, filters: list[Condition]
     ) -> RankedIds: ...
 
     def sources(self, ids: list[str]) -> dict[str, dict[str, Any]]: ...
+
+    def word_counts(self, phrases: list[str], *, filters: list[Condition], within: list[str] | None = None) -> list[int]:
+        """Per phrase, how many products matching ``filters`` (and among the ids ``within``, where
+        given) hold every word of it in their text fields, as the store's BM25 reads them (stemmed;
+        a synonym rule's phrase where any of its wordings is there): the word check's evidence
+        (``query_builder.word_check``)."""
+        ...
 
     def hits(self, ids: list[str]) -> tuple[dict[str, ExistingDoc], dict[str, dict[str, Any]]]:
         """``existing(ids)`` and ``sources(ids)`` from one read: both feedback legs start from the

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from hybrid_core.errors import IndexWriteError, LayoutError, StoreError, TransientStoreError
-from hybrid_core.es_dsl import bm25_query, filtered, knn_clause
+from hybrid_core.es_dsl import bm25_query, filtered, knn_clause, word_count_body
 from hybrid_core.filters import Condition
 from hybrid_core.layout import LAYOUT_VERSION, FieldLayout
 from hybrid_core.stores.base import ExistingDoc, ItemErrorRecord, RankedIds, StoredDoc, WriteOutcome
@@ -261,10 +261,18 @@ class ElasticsearchStore:
     # -- reads -----------------------------------------------------------------------------
 
     def bm25(
-        self, text: str, *, boosts: dict[str, float], filters: list[Condition], size: int, all_terms_boost: float = 0.0
+        self,
+        text: str,
+        *,
+        boosts: dict[str, float],
+        filters: list[Condition],
+        size: int,
+        all_terms_boost: float = 0.0,
+        faint_text: str = "",
+        faint_weight: float = 0.0,
     ) -> RankedIds:
         self._ready()
-        query = filtered(bm25_query(text, self.layout, boosts, all_terms_boost), filters)
+        query = filtered(bm25_query(text, self.layout, boosts, all_terms_boost, faint_text, faint_weight), filters)
         response = self.client.search(index=self.alias, query=query, size=size, source=False)
         return [(h["_id"], float(h["_score"])) for h in response["hits"]["hits"]]
 
@@ -281,6 +289,27 @@ class ElasticsearchStore:
         excludes = [v.name for v in self.layout.vector_fields]
         response = self.client.mget(index=self.alias, ids=ids, source_excludes=excludes)
         return {d["_id"]: d["_source"] for d in response["docs"] if d.get("found")}
+
+    def word_counts(self, phrases: list[str], *, filters: list[Condition], within: list[str] | None = None) -> list[int]:
+        """One ``_msearch`` of ``size: 0`` counts (``es_dsl.word_count_body``), one per phrase."""
+        if not phrases:
+            return []
+        from elasticsearch import ApiError, TransportError
+
+        self._ready()
+        searches: list[dict[str, Any]] = []
+        for phrase in phrases:
+            searches += [{"index": self.alias}, word_count_body(phrase, self.layout, filters, within)]
+        try:
+            responses = self.client.msearch(searches=searches)["responses"]
+        except (ApiError, TransportError) as exc:
+            raise self._translate(exc, "count the query's words") from exc
+        counts = []
+        for phrase, response in zip(phrases, responses):
+            if "error" in response:
+                raise StoreError(f"count the query's words: {phrase!r} failed: {response['error']}")
+            counts.append(int(response["hits"]["total"]["value"]))
+        return counts
 
     def hits(self, ids: list[str]) -> tuple[dict[str, ExistingDoc], dict[str, dict[str, Any]]]:
         """One ``_mget`` of the whole ``_source`` instead of two of its halves (vectors for one

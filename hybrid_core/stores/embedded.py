@@ -65,6 +65,7 @@ class _VectorIndex:
         self.rowids = np.zeros(0, dtype=np.int64)
         self.ids: list[str] = []
         self.position: dict[int, int] = {}
+        self.id_position: dict[str, int] = {}  # each id's current row (a re-added id gets a new rowid)
         self.matrix = {name: np.zeros((0, dims), dtype=np.float32) for name, dims in fields.items()}
         self.present = {name: np.zeros(0, dtype=bool) for name in fields}
 
@@ -95,6 +96,7 @@ class _VectorIndex:
                 self.position[row["rowid"]] = pos
                 self.rowids[pos] = row["rowid"]
                 self.ids.append(row["id"])
+                self.id_position[row["id"]] = pos
             positions.append(pos)
             for name in self.fields:
                 blob = None if row["deleted"] else row[name]
@@ -473,24 +475,53 @@ class EmbeddedStore:
                 thread.join()
 
     def bm25(
-        self, text: str, *, boosts: dict[str, float], filters: list[Condition], size: int, all_terms_boost: float = 0.0
+        self,
+        text: str,
+        *,
+        boosts: dict[str, float],
+        filters: list[Condition],
+        size: int,
+        all_terms_boost: float = 0.0,
+        faint_text: str = "",
+        faint_weight: float = 0.0,
     ) -> RankedIds:
         """BM25 over the text fields with per-field weights, any query word matching (like
         ``multi_match``'s default ``or``), plus ``all_terms_boost`` for rows holding every query
-        term (``es_dsl.bm25_query`` makes the same of it); filters applied before the cut; ties by id."""
+        term, plus ``faint_text``'s words at ``faint_weight`` (``es_dsl.bm25_query`` makes the same of
+        it); filters applied before the cut; ties by id."""
         terms = self._query_terms(text)
         if not terms or size < 1:
             return []
+        faint = self._query_terms(faint_text) if faint_text and faint_weight > 0 else []
         weights = [float(boosts.get(t.name, t.boost)) for t in self.layout.text_fields]
         index = self._refresh()
         with self._index_lock:
-            hits, scores = self._lexical.score(terms, weights, index.size, all_terms_boost)
+            hits, scores = self._lexical.score(terms, weights, index.size, all_terms_boost, faint, faint_weight)
             rowids = index.rowids[: index.size]
             ids = index.ids
         if filters and hits.size:
             keep = np.isin(rowids[hits], self._allowed_rowids(filters))
             hits, scores = hits[keep], scores[keep]
         return _top(hits, scores, ids, size)
+
+    def word_counts(self, phrases: list[str], *, filters: list[Condition], within: list[str] | None = None) -> list[int]:
+        """Rows holding every term of each phrase (``_query_terms``: the BM25 leg's own analysis)."""
+        if not phrases:
+            return []
+        terms = [self._query_terms(p) for p in phrases]
+        index = self._refresh()
+        with self._index_lock:
+            size = index.size
+            held = [self._lexical.holding(t, size) for t in terms]
+            rowids = index.rowids[:size]
+            near = [index.id_position[i] for i in (within or ()) if i in index.id_position]
+        scope = np.ones(size, dtype=bool)
+        if within is not None:
+            scope[:] = False
+            scope[near] = True
+        if filters:
+            scope &= np.isin(rowids, self._allowed_rowids(filters))
+        return [int(np.count_nonzero(mask & scope)) for mask in held]
 
     def _query_terms(self, text: str) -> list[str | TermGroup]:
         """The BM25 terms of a query, in order, at most ``MAX_QUERY_TOKENS``: FTS5's tokens, and

@@ -232,12 +232,19 @@ class LexicalIndex:
         return np.concatenate(parts_pos), np.concatenate(parts_counts)
 
     def score(
-        self, terms: list[str | TermGroup], weights: list[float], size: int, all_terms_boost: float = 0.0
+        self,
+        terms: list[str | TermGroup],
+        weights: list[float],
+        size: int,
+        all_terms_boost: float = 0.0,
+        faint_terms: list[str | TermGroup] | None = None,
+        faint_weight: float = 0.0,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Positions matching any term and their FTS5 BM25 scores (unsorted; ``size`` is the array
         length the caller's position arrays have), plus ``all_terms_boost`` where a row holds every
         term (a group: any of its alternatives), as Elasticsearch's ``constant_score`` over an
-        ``operator: and`` match adds it.
+        ``operator: and`` match adds it. ``faint_terms`` score at ``faint_weight`` times their BM25
+        and are not needed for the bonus (a second ``multi_match`` with a ``boost``, on Elasticsearch).
 
         A ``TermGroup`` (synonyms, ``hybrid_core.synonyms``) is scored as Lucene scores what
         Elasticsearch's ``synonym_graph`` makes of it: its one-term alternatives as one term whose
@@ -250,29 +257,50 @@ class LexicalIndex:
         "Tee ... T-shirt" titles above every "Brown T-shirt" for the query "brown t-shirt" (dev
         queries: BM25 NDCG@10 0.789 with the sum, against 0.793 without synonyms)."""
         n = self.n_rows
-        if n == 0 or not terms:
+        faint = [t for t in (faint_terms or []) if t not in terms] if faint_weight > 0 else []
+        if n == 0 or not (terms or faint):
             return np.zeros(0, dtype=np.int64), np.zeros(0)
-        avgdl = self._total_tokens / n
         w = np.asarray(weights, dtype=np.float64)
         scores = np.zeros(size)
         held_terms = np.zeros(size, dtype=np.int64)
         for term in terms:
-            clauses = self._clauses(term, w, size)
-            if len(clauses) == 1:
-                pos, tf, idf = clauses[0]
-                scores[pos] += fts5_term_score(idf, tf, self._doc_len[pos], avgdl)
-                held_terms[pos] += 1
-                continue
-            best = np.zeros(size)  # a row holding several alternatives counts its best one
-            for pos, tf, idf in clauses:
-                best[pos] = np.maximum(best[pos], fts5_term_score(idf, tf, self._doc_len[pos], avgdl))
-            held = np.flatnonzero(best > 0)
-            scores[held] += best[held]
+            held, term_scores = self._term_scores(term, w, size)
+            scores[held] += term_scores
             held_terms[held] += 1
-        hits = np.flatnonzero(held_terms)
-        if all_terms_boost:
+        matched = held_terms > 0
+        for term in faint:
+            held, term_scores = self._term_scores(term, w, size)
+            scores[held] += faint_weight * term_scores
+            matched[held] = True
+        hits = np.flatnonzero(matched)
+        if all_terms_boost and terms:
             scores[hits[held_terms[hits] == len(terms)]] += all_terms_boost
         return hits, scores[hits]
+
+    def _term_scores(self, term: str | TermGroup, w: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """The rows holding one query term and its BM25 contribution to each (see ``score``)."""
+        avgdl = self._total_tokens / self.n_rows
+        clauses = self._clauses(term, w, size)
+        if len(clauses) == 1:
+            pos, tf, idf = clauses[0]
+            return pos, fts5_term_score(idf, tf, self._doc_len[pos], avgdl)
+        best = np.zeros(size)  # a row holding several alternatives counts its best one
+        for pos, tf, idf in clauses:
+            best[pos] = np.maximum(best[pos], fts5_term_score(idf, tf, self._doc_len[pos], avgdl))
+        held = np.flatnonzero(best > 0)
+        return held, best[held]
+
+    def holding(self, terms: list[str | TermGroup], size: int) -> np.ndarray:
+        """A mask over positions: the rows holding every term (a group: any of its alternatives),
+        as ``score`` counts a row for ``all_terms_boost``."""
+        mask = np.full(size, bool(terms))
+        ones = np.ones(self.columns)
+        for term in terms:
+            held = np.zeros(size, dtype=bool)
+            for pos, _, _ in self._clauses(term, ones, size):
+                held[pos] = True
+            mask &= held
+        return mask
 
     def _clauses(self, term: str | TermGroup, w: np.ndarray, size: int) -> list[tuple[np.ndarray, np.ndarray, float]]:
         """(positions, weighted frequencies, IDF) of each clause a query term makes (see ``score``)."""
