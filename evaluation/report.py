@@ -219,7 +219,9 @@ def render(results: dict[str, dict[str, Any]], profiles: dict[str, dict[str, Any
         "(`all_terms_boost`; single legs, counted as such in the aims); `tuned`: the fusion profile `hybrid-search tune` chose on the same dev queries "
         "(so its row is in-sample; the cross-validated estimate in the tuning table is the number to expect on new "
         "queries); `tuned, no feedback`: the same profile without its pseudo-relevance feedback, vector and term (shown where the profile "
-        "keeps feedback for some kind); `+ MMR`: the first 50 hits re-ranked by maximal marginal relevance over image vectors (λ = 0.7).",
+        "keeps feedback for some kind); `+ MMR`: the first 50 hits re-ranked by maximal marginal relevance over image vectors (λ = 0.7). "
+        "The fusions run the word check (a query word none of the text leg's 100 nearest products uses counts at 0.1 in BM25; "
+        "on by default); the single legs run as themselves, without it.",
         "",
     ]
     for variant in ("full", "sparse"):
@@ -255,7 +257,10 @@ def render(results: dict[str, dict[str, Any]], profiles: dict[str, dict[str, Any
             out += [f"### Reworded dev queries ({variant})", "",
                     "The same strategies on the dev text queries reworded once each (`eval --reworded`, "
                     "`evaluation/reword.py`: one article-type, gender or colour phrase in other words that keep its "
-                    "judgment, such as `tee` for `t-shirt`, `ladies` for `women`, `gray` for `grey`). The held-out "
+                    "judgment, such as `tee` for `t-shirt`, `ladies` for `women`, `gray` for `grey`; the image + text "
+                    "queries' connective as a longer request, `show me this in`; or a text query as a whole put in a "
+                    "request, `show me ...`, `i am looking for ...`, `... please`). The single legs run without the word "
+                    "check, the hybrids with it (README, \"The word check\"). The held-out "
                     "queries are worded differently from the dev ones; this is one guess at how, never used for tuning. "
                     "Below each table, the mean change per strategy by what was reworded shows which wording a strategy leans on.", "",
                     *reworded_section(r["kinds"], reworded[variant]["kinds"], r.get("per_query", {}).get("NDCG@10"),
