@@ -12,6 +12,7 @@ import numpy as np
 
 from evaluation.harness import LOOKS_THRESHOLD, STRATEGIES, markdown_table
 from evaluation.reword import SUFFIX
+from evaluation.tuning import MIN_FEEDBACK_GAIN
 
 COLUMNS = ["NDCG@10", "P@10", "P@10 fine", "P@20", "P@20 fine", "P@50", "P@50 fine", "P@100", "P@100 fine", "R@100 fine", "MRR fine", "looks@10"]
 SINGLE_LEGS = tuple(s.name for s in STRATEGIES if s.legs is not None and len(s.legs) == 1)  # the strategies of one leg
@@ -134,7 +135,7 @@ def _tuning_section(profile: dict[str, Any]) -> list[str]:
             best = feedback.get("best_candidate")
             kept = _feedback_text(feedback["chosen"]) if feedback["chosen"] else (
                 f"off (best candidate {_feedback_text(best)}, in-sample {feedback['in_sample']:.3f}, did not beat the fusion "
-                "cross-validated)" if best else "off (no candidate beat the fusion in-sample)")
+                f"cross-validated by {MIN_FEEDBACK_GAIN})" if best else "off (no candidate beat the fusion in-sample)")
         term_nested, term_kept = _term_feedback_cells((feedback or {}).get("term_feedback"))
         lines.append(f"| {kind} | {r['queries']} | {r['best_single_leg']['leg']} {r['best_single_leg']['score']:.3f} | "
                      f"{r['default_rrf']:.3f} | {r['in_sample']:.3f} | {r['cross_validated']['estimate']:.3f} ({folds}) | {how}: {weights} "
@@ -153,7 +154,7 @@ def _term_feedback_cells(terms: dict[str, Any] | None) -> tuple[str, str]:
         return nested, _term_feedback_text(terms["chosen"])
     if best:
         return nested, (f"off (best candidate {_term_feedback_text(best)}, in-sample {terms['in_sample']:.3f}, did not beat "
-                        f"{terms['without_term_feedback_cross_validated']:.3f} cross-validated)")
+                        f"{terms['without_term_feedback_cross_validated']:.3f} cross-validated by {MIN_FEEDBACK_GAIN})")
     return nested, "off (no candidate beat the first round in-sample)"
 
 

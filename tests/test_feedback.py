@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from evaluation.harness import Strategy, run_strategies
-from evaluation.tuning import collect_legs, collect_vectors, feedback_matrix, nested_cross_validate
+from evaluation.tuning import MIN_FEEDBACK_GAIN, collect_legs, collect_vectors, feedback_matrix, nested_cross_validate, round_pays
 from hybrid_core.errors import ConfigError, ValidationError
 from hybrid_core.layout import build_layout
 from hybrid_core.stores.embedded import EmbeddedStore
@@ -83,6 +83,12 @@ def test_nested_cross_validation_picks_fusion_then_feedback_on_the_other_folds()
 
 
 # -- in search, on an indexed catalogue ------------------------------------------------------
+
+
+def test_a_feedback_round_is_kept_for_a_gain_not_a_tie():
+    assert not round_pays(0.91701, 0.91700)  # what the full text queries once kept term feedback for
+    assert not round_pays(0.917 + MIN_FEEDBACK_GAIN, 0.917)
+    assert round_pays(0.920, 0.917) and round_pays(0.845, 0.840)
 
 
 def test_search_with_feedback_adds_an_explained_leg_that_keeps_the_filters(indexed):
