@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 
 from evaluation.harness import Strategy, run_strategies
-from evaluation.tuning import MIN_FEEDBACK_GAIN, collect_legs, collect_vectors, feedback_matrix, nested_cross_validate, round_pays
+from evaluation.tuning import (
+    MIN_FEEDBACK_GAIN,
+    collect_legs,
+    collect_vectors,
+    feedback_matrix,
+    nested_cross_validate,
+    round_pays,
+)
 from hybrid_core.errors import ConfigError, ValidationError
 from hybrid_core.layout import build_layout
 from hybrid_core.stores.embedded import EmbeddedStore

@@ -75,15 +75,8 @@ class Store(Protocol):
     def list_errors(self, limit: int = 100) -> list[ItemErrorRecord]: ...
 
     def bm25(
-        self,
-        text: str,
-        *,
-        boosts: dict[str, float],
-        filters: list[Condition],
-        size: int,
-        all_terms_boost: float = 0.0,
-        faint_text: str = "",
-        faint_weight: float = 0.0,
+        self, text: str, *, boosts: dict[str, float], filters: list[Condition], size: int, all_terms_boost: float = 0.0,
+        faint_text: str = "", faint_weight: float = 0.0,
     ) -> RankedIds:
         """BM25 over the text fields (``es_dsl.bm25_query`` says what each argument adds)."""
         ...

@@ -261,15 +261,8 @@ class ElasticsearchStore:
     # -- reads -----------------------------------------------------------------------------
 
     def bm25(
-        self,
-        text: str,
-        *,
-        boosts: dict[str, float],
-        filters: list[Condition],
-        size: int,
-        all_terms_boost: float = 0.0,
-        faint_text: str = "",
-        faint_weight: float = 0.0,
+        self, text: str, *, boosts: dict[str, float], filters: list[Condition], size: int, all_terms_boost: float = 0.0,
+        faint_text: str = "", faint_weight: float = 0.0,
     ) -> RankedIds:
         self._ready()
         query = filtered(bm25_query(text, self.layout, boosts, all_terms_boost, faint_text, faint_weight), filters)

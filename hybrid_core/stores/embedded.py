@@ -475,15 +475,8 @@ class EmbeddedStore:
                 thread.join()
 
     def bm25(
-        self,
-        text: str,
-        *,
-        boosts: dict[str, float],
-        filters: list[Condition],
-        size: int,
-        all_terms_boost: float = 0.0,
-        faint_text: str = "",
-        faint_weight: float = 0.0,
+        self, text: str, *, boosts: dict[str, float], filters: list[Condition], size: int, all_terms_boost: float = 0.0,
+        faint_text: str = "", faint_weight: float = 0.0,
     ) -> RankedIds:
         """BM25 over the text fields with per-field weights, any query word matching (like
         ``multi_match``'s default ``or``), plus ``all_terms_boost`` for rows holding every query
