@@ -194,7 +194,7 @@ class HybridSearcher:
     def check_words(self, query: HybridQuery, vectors: QueryVectors, filters: list[Condition], legs: list[str]) -> None:
         """Set ``vectors.bm25_text`` to the query's words that its nearest products use and
         ``vectors.unplaced_words`` to the others (``query_builder.word_check``): one kNN on the text
-        vectors, then two counts per word (among those neighbours, and in the whole filtered catalogue)."""
+        vectors, then one read of two counts per word (in the filtered catalogue, and among those neighbours)."""
         vectors.bm25_text, vectors.unplaced_words = None, []  # this query's answer only, where vectors are reused
         if not self.checks_words(query, legs) or vectors.text is None:
             return
@@ -208,8 +208,7 @@ class HybridSearcher:
         )
         if not neighbours:
             return
-        everywhere = self.store.word_counts(phrases, filters=filters)
-        near = self.store.word_counts(phrases, filters=filters, within=[doc_id for doc_id, _ in neighbours])
+        everywhere, near = self.store.word_counts(phrases, filters=filters, near=[doc_id for doc_id, _ in neighbours])
         vectors.bm25_text, vectors.unplaced_words = checked_text(query.text, phrases, placed(near, everywhere, settings.min_count))
 
     def reads_image_as_text(self) -> bool:

@@ -26,7 +26,8 @@ every word is, the query is searched as it is.
 
 Both stores count the same way: the neighbourhood is one kNN search, and the counts are the
 store's own analysis of each word (stemming, synonyms), one ``_msearch`` of ``size: 0`` counts on
-Elasticsearch (``Store.word_counts``), so the leg searches what either store would.
+Elasticsearch (``Store.word_counts``), so the leg searches what either store would. Two round trips
+there (the kNN, then the counts) before the hybrid request.
 """
 
 from __future__ import annotations

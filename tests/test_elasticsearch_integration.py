@@ -184,13 +184,13 @@ def test_a_photo_is_searched_in_words_on_the_cluster_too(indexed, sample_catalog
 
 
 def test_the_word_check_counts_and_faint_words_on_the_cluster_too(indexed):
-    """``word_counts`` counts what BM25 matches (in all, among given ids); an unplaced word's clause
+    """``word_counts`` counts what BM25 matches (in all, and among given ids); an unplaced word's clause
     adds its own score times its weight, as the embedded store's ``LexicalIndex.score`` does."""
     _, store = indexed
     kurtas = [pid for pid, _ in store.bm25("kurta", boosts={}, filters=[], size=48)]
-    counts = store.word_counts(["kurta", "green kurta", "zzqx"], filters=[])
+    counts, near = store.word_counts(["kurta", "green kurta", "zzqx"], filters=[], near=kurtas[:3])
     assert counts[0] == len(kurtas) and 0 < counts[1] <= counts[0] and counts[2] == 0
-    assert store.word_counts(["kurta"], filters=[], within=kurtas[:3]) == [3]
+    assert near[0] == 3 and near[1] <= 3 and near[2] == 0
     plain = dict(store.bm25("kurta", boosts={}, filters=[], size=48))
     green = dict(store.bm25("green", boosts={}, filters=[], size=48))
     faint = dict(store.bm25("kurta", boosts={}, filters=[], size=48, faint_text="green", faint_weight=0.1))

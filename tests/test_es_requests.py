@@ -319,12 +319,13 @@ def test_searcher_sends_the_built_bodies_unchanged(layout, text_space, image_spa
     method, path, sent = client.sent[-1]
     assert (method, path) == ("POST", "/products/_search") and sent == body and sent["from"] == 1 and "_source" in sent
     assert result.hits[0].id == "p1" and result.fusion["mode"] == "retrievers"
-    # before it, the word check: the text leg's neighbourhood, then the words counted in all and among it
-    (_, knn_path, neighbourhood), (_, _, everywhere), (_, _, near) = client.sent[-4:-1]
+    # before it, the word check: the text leg's neighbourhood, then one _msearch counting the words in all and among it
+    (_, knn_path, neighbourhood), (_, count_path, counts) = client.sent[-3:-1]
     assert knn_path == "/products/_search" and neighbourhood["knn"]["field"] == "text_vector" and neighbourhood["knn"]["k"] == 100
-    assert [b["query"]["multi_match"]["query"] for b in everywhere[1::2]] == ["red", "kurta"]
-    assert all(b["size"] == 0 and b["track_total_hits"] is True for b in everywhere[1::2] + near[1::2])
-    assert [b["query"]["bool"]["filter"] for b in near[1::2]] == [[{"ids": {"values": ["p1"]}}]] * 2
+    everywhere, near = counts[1:4:2], counts[5::2]
+    assert count_path == "/_msearch" and [b["query"]["multi_match"]["query"] for b in everywhere] == ["red", "kurta"]
+    assert all(b["size"] == 0 and b["track_total_hits"] is True for b in everywhere + near)
+    assert [b["query"]["bool"]["filter"] for b in near] == [[{"ids": {"values": ["p1"]}}]] * 2
 
     first_page = HybridQuery(text="red kurta", size=3, fusion=FusionConfig(rank_window_size=10))
     legs = ElasticsearchHybridSearcher(store, layout, text_space, image_space, mode="legs").search(first_page)

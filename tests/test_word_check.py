@@ -107,10 +107,11 @@ def test_embedded_word_counts_use_the_bm25_analysis_filters_and_ids(tmp_path, la
                  make_doc(layout, "b", 1, title="Women Blue Shoe", colour="Blue"),
                  make_doc(layout, "c", 1, title="Men Grey Tee", colour="Grey"),
                  make_doc(layout, "d", 1, title="Men Gray T-shirt", colour="Grey")], [])
-    assert store.word_counts(["shoe", "blue shoes", "t shirt", "gray", "sandals"], filters=[]) == [2, 2, 2, 2, 0]
-    assert store.word_counts(["shoe", "men"], filters=parse_filters({"colour": "Blue"}, layout)) == [2, 1]
-    assert store.word_counts(["shoe", "men"], filters=[], within=["a", "c", "gone"]) == [1, 2]
-    assert store.word_counts([], filters=[]) == []
+    assert store.word_counts(["shoe", "blue shoes", "t shirt", "gray", "sandals"], filters=[], near=["c"]) == (
+        [2, 2, 2, 2, 0], [0, 0, 1, 1, 0])
+    assert store.word_counts(["shoe", "men"], filters=parse_filters({"colour": "Blue"}, layout), near=["a", "c"]) == ([2, 1], [1, 1])
+    assert store.word_counts(["shoe", "men"], filters=[], near=["a", "c", "gone"]) == ([2, 3], [1, 2])
+    assert store.word_counts([], filters=[], near=["a"]) == ([], [])
     store.close()
 
 

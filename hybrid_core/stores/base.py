@@ -87,11 +87,11 @@ class Store(Protocol):
 
     def sources(self, ids: list[str]) -> dict[str, dict[str, Any]]: ...
 
-    def word_counts(self, phrases: list[str], *, filters: list[Condition], within: list[str] | None = None) -> list[int]:
-        """Per phrase, how many products matching ``filters`` (and among the ids ``within``, where
-        given) hold every word of it in their text fields, as the store's BM25 reads them (stemmed;
-        a synonym rule's phrase where any of its wordings is there): the word check's evidence
-        (``query_builder.word_check``)."""
+    def word_counts(self, phrases: list[str], *, filters: list[Condition], near: list[str]) -> tuple[list[int], list[int]]:
+        """Per phrase, how many products matching ``filters`` hold every word of it in their text
+        fields, as the store's BM25 reads them (stemmed; a synonym rule's phrase where any of its
+        wordings is there), and how many of the ids ``near`` do: the word check's evidence
+        (``query_builder.word_check``), in one read (one ``_msearch`` on Elasticsearch)."""
         ...
 
     def hits(self, ids: list[str]) -> tuple[dict[str, ExistingDoc], dict[str, dict[str, Any]]]:

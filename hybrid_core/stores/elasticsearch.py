@@ -283,26 +283,28 @@ class ElasticsearchStore:
         response = self.client.mget(index=self.alias, ids=ids, source_excludes=excludes)
         return {d["_id"]: d["_source"] for d in response["docs"] if d.get("found")}
 
-    def word_counts(self, phrases: list[str], *, filters: list[Condition], within: list[str] | None = None) -> list[int]:
-        """One ``_msearch`` of ``size: 0`` counts (``es_dsl.word_count_body``), one per phrase."""
+    def word_counts(self, phrases: list[str], *, filters: list[Condition], near: list[str]) -> tuple[list[int], list[int]]:
+        """One ``_msearch`` of ``size: 0`` counts (``es_dsl.word_count_body``): each phrase in all, then
+        each among ``near``."""
         if not phrases:
-            return []
+            return [], []
         from elasticsearch import ApiError, TransportError
 
         self._ready()
         searches: list[dict[str, Any]] = []
-        for phrase in phrases:
-            searches += [{"index": self.alias}, word_count_body(phrase, self.layout, filters, within)]
+        for within in (None, near):
+            for phrase in phrases:
+                searches += [{"index": self.alias}, word_count_body(phrase, self.layout, filters, within)]
         try:
             responses = self.client.msearch(searches=searches)["responses"]
         except (ApiError, TransportError) as exc:
             raise self._translate(exc, "count the query's words") from exc
         counts = []
-        for phrase, response in zip(phrases, responses):
+        for phrase, response in zip(phrases + phrases, responses):
             if "error" in response:
                 raise StoreError(f"count the query's words: {phrase!r} failed: {response['error']}")
             counts.append(int(response["hits"]["total"]["value"]))
-        return counts
+        return counts[: len(phrases)], counts[len(phrases) :]
 
     def hits(self, ids: list[str]) -> tuple[dict[str, ExistingDoc], dict[str, dict[str, Any]]]:
         """One ``_mget`` of the whole ``_source`` instead of two of its halves (vectors for one

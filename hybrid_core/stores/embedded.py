@@ -497,24 +497,25 @@ class EmbeddedStore:
             hits, scores = hits[keep], scores[keep]
         return _top(hits, scores, ids, size)
 
-    def word_counts(self, phrases: list[str], *, filters: list[Condition], within: list[str] | None = None) -> list[int]:
-        """Rows holding every term of each phrase (``_query_terms``: the BM25 leg's own analysis)."""
+    def word_counts(self, phrases: list[str], *, filters: list[Condition], near: list[str]) -> tuple[list[int], list[int]]:
+        """Rows holding every term of each phrase (``_query_terms``: the BM25 leg's own analysis), in
+        the filtered catalogue and among ``near``."""
         if not phrases:
-            return []
+            return [], []
         terms = [self._query_terms(p) for p in phrases]
         index = self._refresh()
         with self._index_lock:
             size = index.size
             held = [self._lexical.holding(t, size) for t in terms]
             rowids = index.rowids[:size]
-            near = [index.id_position[i] for i in (within or ()) if i in index.id_position]
+            positions = [index.id_position[i] for i in near if i in index.id_position]
         scope = np.ones(size, dtype=bool)
-        if within is not None:
-            scope[:] = False
-            scope[near] = True
         if filters:
             scope &= np.isin(rowids, self._allowed_rowids(filters))
-        return [int(np.count_nonzero(mask & scope)) for mask in held]
+        close = np.zeros(size, dtype=bool)
+        close[positions] = True
+        close &= scope
+        return [int(np.count_nonzero(mask & scope)) for mask in held], [int(np.count_nonzero(mask & close)) for mask in held]
 
     def _query_terms(self, text: str) -> list[str | TermGroup]:
         """The BM25 terms of a query, in order, at most ``MAX_QUERY_TOKENS``: FTS5's tokens, and
