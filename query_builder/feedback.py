@@ -20,7 +20,6 @@ fetched (``Store.existing``), and one kNN leg run.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -29,6 +28,7 @@ import numpy as np
 
 from hybrid_core.dicts import known_keys
 from hybrid_core.errors import ValidationError
+from query_builder.checks import non_negative, whole_number
 
 LEG = "feedback"
 FIELDS = ("text_vector", "image_vector", "product_vector")
@@ -48,12 +48,9 @@ class Feedback:
     def __post_init__(self) -> None:
         if self.field not in FIELDS:
             raise ValidationError(f"feedback field must be one of {list(FIELDS)}, got {self.field!r}")
-        if isinstance(self.depth, bool) or not isinstance(self.depth, int) or not 1 <= self.depth <= MAX_DEPTH:
-            raise ValidationError(f"feedback depth must be an integer in 1..{MAX_DEPTH}, got {self.depth!r}")
+        whole_number(self.depth, 1, MAX_DEPTH, "feedback depth")
         for name in ("query_weight", "weight"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                raise ValidationError(f"feedback {name} must be a finite number >= 0, got {value!r}")
+            non_negative(getattr(self, name), f"feedback {name}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

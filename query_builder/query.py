@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -10,6 +9,7 @@ from typing import Any
 
 from hybrid_core.dicts import known_keys
 from hybrid_core.errors import ValidationError
+from query_builder.checks import non_negative, whole_number
 from query_builder.diversify import Diversity
 from query_builder.feedback import Feedback
 from query_builder.fusion import FUSIONS, NORMALIZERS
@@ -36,8 +36,7 @@ def _check_weights(weights: Mapping[str, Any]) -> None:
     for name, weight in weights.items():
         if name not in LEG_NAMES:
             raise ValidationError(f"unknown leg {name!r} in weights; legs are {list(LEG_NAMES)}")
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight < 0:
-            raise ValidationError(f"weight of {name} must be a finite number >= 0, got {weight!r}")
+        non_negative(weight, f"weight of {name}")
 
 
 @dataclass
@@ -65,14 +64,10 @@ class FusionConfig:
         if self.normalizer not in NORMALIZERS:
             raise ValidationError(f"unknown normalizer {self.normalizer!r}; choose one of {sorted(NORMALIZERS)}")
         _check_weights(self.weights)
-        boost = self.all_terms_boost
-        if isinstance(boost, bool) or not isinstance(boost, (int, float)) or not math.isfinite(boost) or boost < 0:
-            raise ValidationError(f"all_terms_boost must be a finite number >= 0, got {boost!r}")
+        non_negative(self.all_terms_boost, "all_terms_boost")
         if isinstance(self.rank_constant, bool) or not isinstance(self.rank_constant, int) or self.rank_constant < 1:
             raise ValidationError(f"rank_constant must be an integer >= 1, got {self.rank_constant!r}")
-        window = self.rank_window_size
-        if isinstance(window, bool) or not isinstance(window, int) or not 1 <= window <= MAX_WINDOW:
-            raise ValidationError(f"rank_window_size must be an integer in 1..{MAX_WINDOW}, got {window!r}")
+        whole_number(self.rank_window_size, 1, MAX_WINDOW, "rank_window_size")
 
     def weight(self, leg: str) -> float:
         return float(self.weights.get(leg, 1.0))
@@ -143,8 +138,7 @@ class HybridQuery:
             if unknown or not self.legs:
                 raise ValidationError(f"unknown legs {unknown}; legs are {list(LEG_NAMES)}")
         for name, boost in self.boosts.items():
-            if isinstance(boost, bool) or not isinstance(boost, (int, float)) or not math.isfinite(boost) or boost < 0:
-                raise ValidationError(f"boost of {name} must be a finite number >= 0, got {boost!r}")
+            non_negative(boost, f"boost of {name}")
         if self.diversity is not None and not isinstance(self.diversity, Diversity):
             raise ValidationError(f"diversity must be a Diversity, got {type(self.diversity).__name__}")
         if self.feedback is not None and not isinstance(self.feedback, Feedback):

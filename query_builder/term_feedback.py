@@ -22,7 +22,6 @@ only where nested cross-validation says it pays (see docs/evaluation.md).
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -32,6 +31,7 @@ from hybrid_core.dicts import known_keys
 from hybrid_core.errors import ValidationError
 from hybrid_core.stores.lexical import ENGLISH_STOP_WORDS
 from hybrid_core.synonyms import words as analyzed_words
+from query_builder.checks import non_negative, whole_number
 
 LEG = "term_feedback"
 MAX_DEPTH = 100
@@ -50,15 +50,11 @@ class TermFeedback:
 
     def __post_init__(self) -> None:
         for name, top in (("depth", MAX_DEPTH), ("max_terms", MAX_TERMS)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= top:
-                raise ValidationError(f"term feedback {name} must be an integer in 1..{top}, got {value!r}")
+            whole_number(getattr(self, name), 1, top, f"term feedback {name}")
         share = self.min_share
         if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share <= 1:
             raise ValidationError(f"term feedback min_share must be a number in (0, 1], got {share!r}")
-        weight = self.weight
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight < 0:
-            raise ValidationError(f"term feedback weight must be a finite number >= 0, got {weight!r}")
+        non_negative(self.weight, "term feedback weight")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -40,6 +40,7 @@ from typing import Any
 from hybrid_core.errors import ValidationError
 from hybrid_core.stores.lexical import drop_stop_words
 from hybrid_core.synonyms import SynonymRules, words
+from query_builder.checks import whole_number
 
 MAX_DEPTH = 1_000
 
@@ -56,10 +57,8 @@ class WordCheck:
     unplaced_weight: float = 0.1
 
     def __post_init__(self) -> None:
-        for name, top in (("depth", MAX_DEPTH), ("min_count", MAX_DEPTH)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= top:
-                raise ValidationError(f"word check {name} must be an integer in 1..{top}, got {value!r}")
+        for name in ("depth", "min_count"):
+            whole_number(getattr(self, name), 1, MAX_DEPTH, f"word check {name}")
         if self.min_count > self.depth:
             raise ValidationError(f"word check min_count ({self.min_count}) cannot exceed depth ({self.depth})")
         weight = self.unplaced_weight

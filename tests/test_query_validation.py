@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 
@@ -77,3 +78,17 @@ def test_the_command_line_reports_a_bad_query_and_exits_2(tmp_path, monkeypatch)
     result = CliRunner().invoke(cli, ["search", "red kurta", "--weights", "bm25=nan"])
     assert result.exit_code == 2 and "weight of bm25 must be a finite number >= 0" in result.output
     assert not (tmp_path / "none.sqlite").exists(), "no store was opened"
+
+
+def test_range_checks_refuse_bools_nans_and_out_of_range_values_naming_the_setting():
+    from query_builder.checks import non_negative, whole_number
+
+    whole_number(5, 1, 10, "depth")
+    non_negative(0, "weight")
+    non_negative(2.5, "weight")
+    for bad in (True, 0, 11, 2.0, "3"):
+        with pytest.raises(ValidationError, match=rf"depth must be an integer in 1\.\.10, got {re.escape(repr(bad))}"):
+            whole_number(bad, 1, 10, "depth")
+    for bad in (False, -0.1, float("nan"), float("inf"), "1"):
+        with pytest.raises(ValidationError, match="weight must be a finite number >= 0"):
+            non_negative(bad, "weight")
