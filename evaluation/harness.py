@@ -32,6 +32,7 @@ VARIANTS = {"full": "title", "sparse": "title_sparse"}
 DEPTH = 100
 
 
+CAPTIONED = "BM25 + photo captions"  # the BM25 leg as the layout runs it: the title and the photo's words
 LOOKS_THRESHOLD = 0.95  # image-vector cosine at which two hits show the same look (see docs/evaluation.md)
 DIVERSITY = Diversity(relevance_weight=0.7, top_n=50)
 
@@ -43,15 +44,19 @@ class Strategy:
     fusion: FusionConfig = field(default_factory=lambda: FusionConfig(rank_window_size=DEPTH))
     profile: FusionProfile | None = None  # per query kind fusion (and legs), overriding ``fusion``
     diversity: Diversity | None = None
+    # False: BM25 searches the product's own text only, as the protocol's "BM25 on the text field" does,
+    # not the photo captions the indexer writes beside it (``hybrid_core.layout.PHOTO_CAPTION``)
+    captions: bool = True
 
-    def query(self, q: dict[str, Any], images_root: Path) -> HybridQuery:
-        """The query this strategy runs. A single leg runs as itself: the word check (on by default)
-        consults the text kNN leg, so it belongs to the hybrids, and the single-leg rows stay the
-        protocol's plain legs."""
+    def query(self, q: dict[str, Any], images_root: Path, caption_field: str | None = None) -> HybridQuery:
+        """The query this strategy runs (``caption_field``: the layout's photo caption field, if it has
+        one). A single leg runs as itself: the word check (on by default) consults the text kNN leg, so
+        it belongs to the hybrids, and the single-leg rows stay the protocol's plain legs."""
         image = images_root / q["image"] if q.get("image") else None
         word_check = WordCheck() if self.legs is None or len(self.legs) > 1 else None
+        boosts = {caption_field: 0.0} if caption_field and not self.captions else {}
         hq = HybridQuery(text=q.get("text"), image=image, size=DEPTH, fusion=self.fusion, legs=self.legs, diversity=self.diversity,
-                         word_check=word_check)
+                         word_check=word_check, boosts=boosts)
         return self.profile.apply(hq) if self.profile else hq
 
 
@@ -66,15 +71,18 @@ def with_tuned(strategies: tuple[Strategy, ...], profile: FusionProfile | None) 
     return strategies + tuple(extra)
 
 
+BOOSTED = FusionConfig(rank_window_size=DEPTH, all_terms_boost=2.0)
 STRATEGIES = (
-    Strategy("BM25", ("bm25",)),
-    Strategy("BM25, all words +2", ("bm25",), FusionConfig(rank_window_size=DEPTH, all_terms_boost=2.0)),
+    Strategy("BM25", ("bm25",), captions=False),
+    Strategy("BM25, all words +2", ("bm25",), BOOSTED, captions=False),
+    Strategy(CAPTIONED, ("bm25",)),
+    Strategy(f"{CAPTIONED}, all words +2", ("bm25",), BOOSTED),
     Strategy("text kNN", ("text",)),
     Strategy("cross-modal kNN", ("cross",)),
     Strategy("image kNN", ("image",)),
     Strategy("caption kNN", ("caption",)),
     Strategy("photo words", ("photo_words",)),
-    Strategy("photo words, all words +2", ("photo_words",), FusionConfig(rank_window_size=DEPTH, all_terms_boost=2.0)),
+    Strategy("photo words, all words +2", ("photo_words",), BOOSTED),
     Strategy("product vector", ("product",)),
     Strategy("hybrid RRF", None),
     Strategy("hybrid linear", None, FusionConfig(method="linear", normalizer="minmax", rank_window_size=DEPTH)),
@@ -126,14 +134,17 @@ def run_strategies(
     for q in queries:
         by_kind.setdefault(query_kind(q), []).append(q)
     table: dict[str, dict[str, dict[str, float]]] = {}
+    caption_field = searcher.layout.photo_caption.name if searcher.layout.photo_caption else None
     for kind, group in by_kind.items():
         qrels = {q["id"]: {d: int(g) for d, g in q["relevance"].items()} for q in group}
         for strategy in strategies:
+            if strategy.name.startswith(CAPTIONED) and caption_field is None:
+                continue  # the same leg as plain BM25 where the layout has no caption field
             run: dict[str, dict[str, float]] = {}
             looks = []
             try:
                 for q in group:
-                    result = searcher.search(strategy.query(q, images_root))
+                    result = searcher.search(strategy.query(q, images_root, caption_field))
                     run[q["id"]] = {h.id: float(len(result.hits) - i) for i, h in enumerate(result.hits)}
                     first = [h.id for h in result.hits[:10]]
                     stored = searcher.store.existing(first)
@@ -183,6 +194,24 @@ def own_photo_recall(image_space: EmbeddingSpace, products: list[dict[str, Any]]
 
 
 JUDGED = ("article_type", "colour", "gender")
+
+
+def caption_accuracy(image_space: EmbeddingSpace, products: list[dict[str, Any]], images: np.ndarray) -> dict[str, float] | None:
+    """Per facet of the space's photo vocabulary that the products carry as an attribute, the share of
+    products whose photo reads as their own value: how far the ``photo_caption`` field can be trusted
+    (the test split's attributes are used as judgments here, as everywhere in evaluation, never as text).
+    ``None`` where the space has no vocabulary."""
+    loaded = image_space.photo_vocabulary()
+    if loaded is None:
+        return None
+    vocabulary, phrases = loaded
+    read = [vocabulary.read(row) for row in images @ phrases.T]
+    out = {}
+    for i, facet in enumerate(vocabulary.fields):
+        judged = [(r[i], p.get(facet)) for r, p in zip(read, products) if isinstance(p.get(facet), str)]
+        if judged:
+            out[facet] = float(np.mean([value == truth for value, truth in judged]))
+    return out
 
 
 def attribute_oracle_recall(products: list[dict[str, Any]], fields: tuple[str, ...] = JUDGED, k: int = 10) -> float:

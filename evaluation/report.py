@@ -211,12 +211,14 @@ def render(results: dict[str, dict[str, Any]], profiles: dict[str, dict[str, Any
         "8,785 products; dev queries). Metrics by ranx; `looks@10` is the mean number of distinct looks in the "
         f"first ten hits (image vectors closer than cosine {LOOKS_THRESHOLD:g} count as one look{looks_scale(results)}).",
         "",
-        "Strategies: the protocol's single legs and fusions (`hybrid RRF`: every leg, weights 1, k=60; `hybrid linear`: "
-        "min-max normalized sum); `caption kNN`: the query photo against the products' text vectors (the tower's image space is "
+        "Strategies: the protocol's single legs and fusions (`BM25`: the text field alone; `hybrid RRF`: every leg, weights 1, k=60; "
+        "`hybrid linear`: min-max normalized sum); `BM25 + photo captions`: the same leg over the title and the caption the indexer "
+        "writes beside it, each product's photo read in the tower's photo vocabulary (\"Women Green Kurtas\"; a single leg, counted "
+        "as one in the aims; the fusions' BM25 and photo-words legs search the captions too); `caption kNN`: the query photo against the products' text vectors (the tower's image space is "
         "MiniLM's text space; not in the protocol's list, a single leg, counted as one in the aims); `photo words`: BM25 over "
         "the query photo read in the tower's photo vocabulary, facet by facet (\"Men Navy Blue Tshirts\"; rows of gender, colour and "
         "article type seen in the train split), a value the query's text names replacing the photo's (a single leg, counted as one "
-        "in the aims); `BM25, all words +2` and `photo words, all words +2`: the leg plus 2 for every product holding all its words "
+        "in the aims); `…, all words +2`: the leg plus 2 for every product holding all its words "
         "(`all_terms_boost`; single legs, counted as such in the aims); `tuned`: the fusion profile `hybrid-search tune` chose on the same dev queries "
         "(so its row is in-sample; the cross-validated estimate in the tuning table is the number to expect on new "
         "queries); `tuned, no feedback`: the same profile without its pseudo-relevance feedback, vector and term (shown where the profile "
@@ -243,6 +245,10 @@ def render(results: dict[str, dict[str, Any]], profiles: dict[str, dict[str, Any
         if "own_photo_recall@10" in r:
             out += [f"Own-photo Recall@10 (a product's title finds its own photo among the 8,785): {r['own_photo_recall@10']:.3f}"
                     + own_photo_context(r), ""]
+        if r.get("photo_caption_accuracy"):
+            read = ", ".join(f"{facet.replace('_', ' ')} {share:.0%}" for facet, share in r["photo_caption_accuracy"].items())
+            out += [(f"Photo captions (each product's photo read in the vocabulary, the `photo_caption` field BM25 searches): "
+                     f"right for {read} of the test products."), ""]
         if variant in plots:
             out += [f"![precision at k, {variant}]({plots[variant]})", ""]
         for kind, rows in r["kinds"].items():

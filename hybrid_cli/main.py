@@ -293,10 +293,15 @@ def search(ctx, text, image, filters, fusion, weights, normalizer, rank_constant
     table.add_column("id")
     table.add_column("score", justify="right")
     table.add_column("title")
+    caption = layout.photo_caption.name if layout.photo_caption else None
+    if caption:
+        table.add_column("photo reads as")  # the caption BM25 searches beside the title
     for leg in result.legs:
         table.add_column(f"{leg}\nrank (score)", justify="right")
     for hit in result.hits:
         cells = [str(hit.rank), hit.id, f"{hit.score:.4f}", str(hit.source.get("title", ""))[:48]]
+        if caption:
+            cells.append(str(hit.source.get(caption, "")))
         for leg in result.legs:
             found = hit.legs.get(leg)
             cells.append(f"{found.rank if found.rank is not None else '?'} ({found.score:.3f})" if found else "-")
@@ -710,7 +715,7 @@ def eval_command(ctx, queries, catalogue, variant, store_kind, out_dir, fusion_p
     results-<variant>-reworded.json and precision-<variant>-reworded.png)."""
     from collections import Counter
 
-    from evaluation.harness import (DEPTH, STRATEGIES, attribute_oracle_recall, cosine_spread, markdown_table, own_photo_misses,
+    from evaluation.harness import (DEPTH, STRATEGIES, attribute_oracle_recall, caption_accuracy, cosine_spread, markdown_table, own_photo_misses,
                                     own_photo_ranks, query_kind, run_strategies, split_image_vectors, with_tuned)
     from evaluation.plot import precision_plot
     from query_builder.profile import FusionProfile
@@ -757,6 +762,8 @@ def eval_command(ctx, queries, catalogue, variant, store_kind, out_dir, fusion_p
         results["own_photo_oracle@10"] = attribute_oracle_recall(products)
         results["own_photo_misses"] = own_photo_misses(products, ranks, first)
         results["image_cosines"] = cosine_spread(images, [p["title"] for p in products])
+        if layout.photo_caption is not None:
+            results["photo_caption_accuracy"] = caption_accuracy(image_space, products, images)
     (out_path / f"results-{name}.json").write_text(json.dumps(results, indent=2))
     precision_plot(results, out_path / f"precision-{name}.png")
     columns = ["NDCG@10", "P@10", "P@10 fine", "P@20", "P@20 fine", "P@50", "P@50 fine", "P@100", "P@100 fine", "R@100 fine", "MRR fine", "looks@10"]

@@ -85,6 +85,9 @@ class Settings:
     # the same rules for the vector legs: they embed the query in each rule's canonical wording
     # (``ladies tee`` -> ``women t shirt``; SynonymRules.canonical); False embeds the text as typed
     vector_synonyms: bool = True
+    # with an image space that has a photo vocabulary: the indexer writes each product's photo read in it
+    # ("Women Green Kurtas") to a photo_caption text field that BM25 searches (hybrid_core.layout)
+    photo_captions: bool = True
 
     def __post_init__(self) -> None:
         if self.store not in STORES:
@@ -108,7 +111,7 @@ class Settings:
         return self.result_backend or self.broker_url
 
     def layout(self) -> FieldLayout:
-        return build_layout(self.text_space, self.image_space, load_synonyms(self.synonyms))
+        return build_layout(self.text_space, self.image_space, load_synonyms(self.synonyms), photo_captions=self.photo_captions)
 
     def open_store(self):  # -> Store; the concrete type depends on ``store``
         if self.store == "elasticsearch":
@@ -168,6 +171,7 @@ class Settings:
             ("fusion_profile", str),
             ("synonyms", str),
             ("vector_synonyms", _flag),
+            ("photo_captions", _flag),
             ("image_max_bytes", int),
             ("image_timeout_s", float),
             ("image_allow_private_networks", _flag),

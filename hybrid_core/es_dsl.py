@@ -29,9 +29,11 @@ MAX_NUM_CANDIDATES = 10_000
 
 
 def text_fields(layout: FieldLayout, boosts: dict[str, float] | None = None) -> list[str]:
-    """``["title^2.0", "description^1.0"]``: the layout's boosts, overridden per query."""
+    """``["title^2.0", "description^1.0"]``: the layout's boosts, overridden per query. A field
+    weighed 0 is left out, so that it neither scores nor matches (as the embedded store does)."""
     boosts = boosts or {}
-    return [f"{f.name}^{float(boosts.get(f.name, f.boost))}" for f in layout.text_fields]
+    weights = ((f.name, float(boosts.get(f.name, f.boost))) for f in layout.text_fields)
+    return [f"{name}^{weight}" for name, weight in weights if weight > 0]
 
 
 def bm25_query(

@@ -21,10 +21,17 @@ LAYOUT_VERSION = 1
 
 @dataclass(frozen=True)
 class TextField:
-    """A BM25 field; ``boost`` is its default weight in the BM25 leg."""
+    """A BM25 field; ``boost`` is its default weight in the BM25 leg. ``source``: what fills it, the
+    product's own ``text`` or, for ``photo_caption``, the product's photo read in the image space's
+    vocabulary (``"photo:<vocabulary>"``, see ``PHOTO_CAPTION``)."""
 
     name: str
     boost: float = 1.0
+    source: str = "text"
+
+    @property
+    def from_photo(self) -> bool:
+        return self.source.startswith("photo:")
 
 
 @dataclass(frozen=True)
@@ -65,6 +72,14 @@ class VectorField:
 
 
 TEXT_FIELDS = (TextField("title", 2.0), TextField("description", 1.0))
+# The photo's words as a BM25 field: each product's photo read in the image space's vocabulary, facet by
+# facet ("Women Green Kurtas"), written by the indexer next to the title. Marketplace titles often leave
+# out what the photo shows (half the sparse variant's titles lost their colour and type words); the
+# caption lets BM25 and its all-words bonus find those products by the words a shopper types. It is
+# weighed below the title, which the seller wrote and which wins where the two disagree (the tower reads
+# a test photo's article type right 82 % of the time, its colour 67 %, its gender 75 %).
+PHOTO_CAPTION = "photo_caption"
+PHOTO_CAPTION_BOOST = 1.0
 ATTRIBUTE_FIELDS = (
     AttributeField("brand"),
     AttributeField("master_category"),
@@ -110,9 +125,17 @@ class FieldLayout:
     def attribute_names(self) -> list[str]:
         return [a.name for a in self.attribute_fields]
 
+    @property
+    def photo_caption(self) -> TextField | None:
+        """The text field the indexer fills with the photo's reading, if the layout has one."""
+        return next((f for f in self.text_fields if f.from_photo), None)
+
     def signature(self) -> dict[str, Any]:
         """What must match between a store and the code that writes or reads it."""
+        caption = self.photo_caption
+        extra = {"photo_caption": caption.source} if caption else {}  # another vocabulary reads photos otherwise
         return {
+            **extra,
             "layout_version": LAYOUT_VERSION,
             "text_fields": [f.name for f in self.text_fields],
             "attribute_fields": {a.name: a.type for a in self.attribute_fields},
@@ -179,8 +202,12 @@ def synonym_analysis(rules: tuple[str, ...]) -> dict[str, Any]:
     }
 
 
-def build_layout(text_space: SpaceSpec, image_space: SpaceSpec | None, synonyms: tuple[str, ...] = ()) -> FieldLayout:
-    """The layout for a text space, an optional image space and search-time synonym rules."""
+def build_layout(
+    text_space: SpaceSpec, image_space: SpaceSpec | None, synonyms: tuple[str, ...] = (), *, photo_captions: bool = True
+) -> FieldLayout:
+    """The layout for a text space, an optional image space and search-time synonym rules; with
+    ``photo_captions`` and an image space that has a photo vocabulary and a text tower to read it
+    with, a ``photo_caption`` text field too."""
     vectors = [VectorField("text_vector", text_space.name, text_space.dims, text_space.model_id, "text")]
     spaces = {text_space.name: text_space}
     if image_space is not None:
@@ -194,4 +221,7 @@ def build_layout(text_space: SpaceSpec, image_space: SpaceSpec | None, synonyms:
             vectors.append(
                 VectorField("product_vector", image_space.name, image_space.dims, image_space.model_id, "text+image")
             )
-    return FieldLayout(TEXT_FIELDS, ATTRIBUTE_FIELDS, tuple(vectors), spaces, tuple(synonyms))
+    text_fields = TEXT_FIELDS
+    if photo_captions and image_space is not None and image_space.vocabulary and image_space.has_text:
+        text_fields += (TextField(PHOTO_CAPTION, PHOTO_CAPTION_BOOST, f"photo:{image_space.vocabulary}"),)
+    return FieldLayout(text_fields, ATTRIBUTE_FIELDS, tuple(vectors), spaces, tuple(synonyms))

@@ -122,16 +122,20 @@ class PhotoVocabulary:
         from 0.86 to 0.36-0.43 NDCG@10 when the whole text was appended). The query's own legs search
         all its words. ``canonical`` puts the text in the wording the facet values use (synonym
         rules: ``gray`` -> ``grey``) before the values are looked for."""
+        named = named_values(canonical(text) if (text and canonical) else (text or ""), self.values(canonical))
+        row = self.read(scores)
+        return " ".join(v for v in (named.get(name, photo) for name, photo in zip(self.fields, row)) if v)
+
+    def read(self, scores: np.ndarray) -> tuple[str | None, ...]:
+        """The photo's value per facet (in ``fields`` order): the one with the most softmax probability
+        over ``scores``, or the best-scoring row's without a temperature."""
         if len(scores) != len(self.rows):
             raise ValueError(f"{len(scores)} scores for {len(self.rows)} phrases")
-        named = named_values(canonical(text) if (text and canonical) else (text or ""), self.values(canonical))
         if self.temperature is None:
-            row = self.rows[int(np.argmax(scores))]
-        else:
-            weights = np.exp((np.asarray(scores, dtype=np.float64) - np.max(scores)) / self.temperature)
-            row = tuple(values[int(np.argmax(np.bincount(ids, weights=weights, minlength=len(values))))]
-                        for values, ids in self._facet_columns)
-        return " ".join(v for v in (named.get(name, photo) for name, photo in zip(self.fields, row)) if v)
+            return self.rows[int(np.argmax(scores))]
+        weights = np.exp((np.asarray(scores, dtype=np.float64) - np.max(scores)) / self.temperature)
+        return tuple(values[int(np.argmax(np.bincount(ids, weights=weights, minlength=len(values))))]
+                     for values, ids in self._facet_columns)
 
     @cached_property
     def _facet_columns(self) -> tuple[tuple[tuple[str | None, ...], np.ndarray], ...]:

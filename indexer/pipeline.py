@@ -154,12 +154,13 @@ def process_batch(
     if image_space is not None:
         _encode_images(pending, text_space, image_space)
     report.reused_vectors += sum(1 for p in pending if p.reused)
+    captions = _photo_captions(pending, layout, image_space)
 
     docs = [
         StoredDoc(
             id=p.product.id,
             version=p.product.version,
-            source=p.product.source(),
+            source={**p.product.source(), **captions.get(id(p), {})},
             vectors=p.vectors,
             spaces={name: (layout.vector(name).space, layout.vector(name).model_id) for name in p.vectors},
             text_hash=p.text_hash,
@@ -173,6 +174,26 @@ def process_batch(
     report.stale += outcome.count("stale")
     store.record_errors(report.errors)
     return report
+
+
+def _photo_captions(pending: list[_Pending], layout: FieldLayout, image_space: EmbeddingSpace | None) -> dict[int, dict[str, str]]:
+    """Per entry with a photo, ``{"photo_caption": its reading}`` when the layout has that field: the
+    photo vector read in the image space's vocabulary, facet by facet (``PhotoVocabulary.describe``).
+    It is computed from the image vector on every write (one matrix product for the batch), so it
+    never goes stale against a reused vector."""
+    caption_field = layout.photo_caption
+    with_photo = [p for p in pending if "image_vector" in p.vectors]
+    loaded = image_space.photo_vocabulary() if caption_field is not None and image_space is not None and with_photo else None
+    if loaded is None:
+        return {}
+    vocabulary, phrases = loaded
+    scores = np.stack([p.vectors["image_vector"] for p in with_photo]) @ phrases.T
+    out = {}
+    for p, row in zip(with_photo, scores):
+        caption = vocabulary.describe(row)
+        if caption:
+            out[id(p)] = {caption_field.name: caption}
+    return out
 
 
 _READERS: dict[int, ThreadPoolExecutor] = {}

@@ -294,6 +294,8 @@ class HybridSearcher:
             raise ValidationError(
                 f"boosts name unknown text fields {unknown_boosts}; text fields are {[t.name for t in self.layout.text_fields]}"
             )
+        if self.layout.text_fields and not any(query.boosts.get(t.name, t.boost) > 0 for t in self.layout.text_fields):
+            raise ValidationError(f"boosts weigh every text field 0 ({query.boosts}); BM25 would search none of them")
         for option, settings in (("diversity", query.diversity), ("feedback", query.feedback)):
             if settings is not None and not self.layout.has_vector(settings.field):
                 raise ValidationError(

@@ -19,7 +19,7 @@ os.environ["HYBRID_SEARCH_CACHE_DIR"] = tempfile.mkdtemp(prefix="hybrid-search-t
 from hybrid_core.images import ImageLimits  # noqa: E402
 from hybrid_core.layout import build_layout  # noqa: E402
 from hybrid_core.sample_catalogue import write_sample_catalogue  # noqa: E402
-from hybrid_core.spaces import EmbeddingSpace, default_text_spec, random_clip_spec  # noqa: E402
+from hybrid_core.spaces import PACKAGED_TOWER, EmbeddingSpace, catalogue_tower_spec, default_text_spec, random_clip_spec  # noqa: E402
 from hybrid_core.stores.embedded import EmbeddedStore  # noqa: E402
 from indexer.pipeline import IndexingRuntime, process_batch  # noqa: E402
 from query_builder.searcher import HybridSearcher  # noqa: E402
@@ -79,3 +79,23 @@ def indexed(store, layout, text_space, image_space, sample_catalogue):
         rel = {pid: (2 if d["colour"].lower() == colour else 1) for pid, d in grade.items() if d["article_type"] == kind}
         queries.append({"id": f"t{i}", "text": f"{colour} {kind.lower()}", "relevance": rel})
     return searcher, queries
+
+
+@pytest.fixture(scope="session")
+def tower_space():
+    """The packaged trained tower: its image space is the MiniLM text space (locked-text tuning)."""
+    if not PACKAGED_TOWER.exists():
+        pytest.skip(f"the packaged tower is not at {PACKAGED_TOWER}")
+    return EmbeddingSpace(catalogue_tower_spec()).load()
+
+
+@pytest.fixture
+def tower_indexed(tmp_path, text_space, tower_space, sample_catalogue):
+    """The sample catalogue indexed with the packaged tower as the image space: its layout, store and a searcher."""
+    layout = build_layout(text_space.spec, tower_space.spec)
+    store = EmbeddedStore(tmp_path / "tower.sqlite", layout)
+    items = [{"ref": f"sample:{n}", "version": 1, "data": json.loads(line)} for n, line in enumerate(sample_catalogue.read_text().splitlines())]
+    process_batch(items, IndexingRuntime(store, layout, text_space, tower_space, ImageLimits()),
+                  images_root=str(sample_catalogue.parent))
+    yield layout, store, HybridSearcher(store, layout, text_space, tower_space)
+    store.close()

@@ -197,3 +197,21 @@ def test_the_word_check_counts_and_faint_words_on_the_cluster_too(indexed):
     assert faint.keys() == plain.keys() | green.keys()
     for pid, score in faint.items():
         assert score == pytest.approx(plain.get(pid, 0.0) + 0.1 * green.get(pid, 0.0), rel=1e-5)
+
+
+def test_the_worker_writes_photo_captions_that_bm25_searches_on_the_cluster_too(indexed):
+    """The photo_caption field: the worker writes each product's photo reading into ``_source``, the
+    mapping indexes it as English text, and a field weighed 0 is left out of the query."""
+    settings, store = indexed
+    field = settings.layout().photo_caption
+    if field is None:
+        pytest.skip("the configured image space has no photo vocabulary, so no photo_caption field")
+    sources = store.sources(["S001"])
+    caption = sources["S001"][field.name]
+    mapping = store.client.indices.get_mapping(index=store.alias)
+    assert next(iter(mapping.body.values()))["mappings"]["properties"][field.name]["type"] == "text"
+    found = [pid for pid, _ in store.bm25(caption, boosts={"title": 0.0, "description": 0.0}, filters=[], size=48)]
+    assert "S001" in found
+    # every hit of the caption field alone holds one of its words in its own caption
+    held = store.sources(found)
+    assert all(set(caption.lower().split()) & set(held[pid].get(field.name, "").lower().split()) for pid in found)

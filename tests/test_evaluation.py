@@ -46,7 +46,7 @@ def test_strategies_run_per_kind_on_an_indexed_catalogue(store, layout, text_spa
     # no "caption kNN": the random tiny CLIP has a text encoder of its own, so the leg does not apply
     assert set(table["image"]) == {"image kNN", "product vector", "hybrid RRF", "hybrid linear"}
     assert table["text"]["BM25"]["MRR fine"] == 1.0  # "Acme Women Green Kurta" first
-    assert len(STRATEGIES) == 11
+    assert len(STRATEGIES) == 13  # two of them, "BM25 + photo captions" (+2), only where the layout has captions
 
 
 def test_cosine_spread_measures_random_and_same_title_pairs():

@@ -25,17 +25,26 @@ WORDS = (
 
 def _fts5_reference(path, text: str, weights: list[float], filters, size: int) -> list[tuple[str, float]]:
     """What the store answered before it kept postings in memory: FTS5 scoring every match
-    (of the query as the store reads it, without English stop words)."""
+    (of the query as the store reads it, without English stop words). A column weighed 0 is left
+    out (FTS5 would still match it and count its length): the reference is then FTS5 over a copy
+    of the table without it, as Elasticsearch leaves out a field its query does not name."""
     terms = Fts5Analyzer(2, "porter unicode61 remove_diacritics 2").query_terms(drop_stop_words(text), 64)
     if not terms:
         return []
     clause, params = to_sql(filters)
+    columns = [c for c, w in zip(("title", "description"), weights) if w > 0]
     with sqlite3.connect(path) as conn:
+        table = "products_fts"
+        if len(columns) < len(weights):
+            table = "temp.searched"
+            conn.execute(f"CREATE VIRTUAL TABLE {table} USING fts5({', '.join(columns)}, tokenize = 'porter unicode61 remove_diacritics 2')")
+            conn.execute(f"INSERT INTO {table} (rowid, {', '.join(columns)}) SELECT rowid, {', '.join(columns)} FROM products_fts")
+        name = table.split(".")[-1]
         rows = conn.execute(
-            "SELECT p.id, -bm25(products_fts, ?, ?) AS score FROM products_fts "
-            "JOIN products AS p ON p.rowid = products_fts.rowid "
-            f"WHERE products_fts MATCH ? AND p.deleted = 0 AND {clause} ORDER BY score DESC, p.id LIMIT ?",
-            [*weights, " OR ".join(f'"{t}"' for t in terms), *params, size],
+            f"SELECT p.id, -bm25({name}, {', '.join('?' * len(columns))}) AS score FROM {table} "
+            f"JOIN products AS p ON p.rowid = {name}.rowid "
+            f"WHERE {name} MATCH ? AND p.deleted = 0 AND {clause} ORDER BY score DESC, p.id LIMIT ?",
+            [*(w for w in weights if w > 0), " OR ".join(f'"{t}"' for t in terms), *params, size],
         ).fetchall()
     return [(r[0], float(r[1])) for r in rows]
 
@@ -50,7 +59,7 @@ def test_bm25_equals_fts5_through_updates_deletes_and_merges(tmp_path, layout, m
     store = EmbeddedStore(tmp_path / "s.sqlite", layout)
     store._lexical = LexicalIndex(len(layout.text_fields), merge_minimum=merge_minimum, merge_fraction=0.0)
     queries = ["black running shoes for men", "Kurtas", "café", "t-shirt slim", "nike OR NOT puma", "zzz unknown"]
-    weights_sets = [[1.0, 1.0], [3.0, 1.0], [1.0, 0.0]]
+    weights_sets = [[1.0, 1.0], [3.0, 1.0], [1.0, 0.0], [0.0, 2.0]]
     filters_sets = [[], parse_filters({"colour": "Blue"}, layout)]
     versions: dict[str, int] = {}
     for round_ in range(6):

@@ -135,8 +135,10 @@ class LexicalIndex:
         self.merge_fraction = merge_fraction
         self.merge_minimum = merge_minimum
         self._rows: dict[int, dict[str, list[int]]] = {}  # every live row's terms (the source of a rebuild)
-        self._doc_len = np.zeros(0, dtype=np.float64)
-        self._total_tokens = 0
+        # tokens per row and column: a column weighed 0 leaves the length too, as a field Elasticsearch
+        # does not search has no norm in the score
+        self._doc_len = np.zeros((0, columns), dtype=np.float64)
+        self._total_tokens = np.zeros(columns, dtype=np.float64)
         self._segment = _Segment(counts=np.zeros((0, columns)))
         self._in_segment = np.zeros(0, dtype=bool)  # position's segment postings are current
         self._delta: dict[str, dict[int, list[int]]] = {}
@@ -149,8 +151,9 @@ class LexicalIndex:
     def _ensure(self, size: int) -> None:
         if size > len(self._doc_len):
             capacity = max(size, 2 * len(self._doc_len), 1024)
-            self._doc_len = np.resize(self._doc_len, capacity)
-            self._doc_len[len(self._in_segment) :] = 0
+            grown_len = np.zeros((capacity, self.columns))
+            grown_len[: len(self._doc_len)] = self._doc_len
+            self._doc_len = grown_len
             grown = np.zeros(capacity, dtype=bool)
             grown[: len(self._in_segment)] = self._in_segment
             self._in_segment = grown
@@ -163,7 +166,7 @@ class LexicalIndex:
         for pos, terms in changes.items():
             old = self._rows.pop(pos, None)
             if old is not None:
-                self._total_tokens -= int(self._doc_len[pos])
+                self._total_tokens -= self._doc_len[pos]
                 if pos in self._delta_rows:
                     for term in old:
                         postings = self._delta[term]
@@ -176,7 +179,7 @@ class LexicalIndex:
             if terms is None:
                 continue
             self._rows[pos] = terms
-            length = sum(sum(c) for c in terms.values())
+            length = np.sum(list(terms.values()), axis=0) if terms else np.zeros(self.columns)
             self._doc_len[pos] = length
             self._total_tokens += length
             self._delta_rows.add(pos)
@@ -279,14 +282,15 @@ class LexicalIndex:
 
     def _term_scores(self, term: str | TermGroup, w: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
         """The rows holding one query term and its BM25 contribution to each (see ``score``)."""
-        avgdl = self._total_tokens / self.n_rows
+        searched = (w > 0).astype(np.float64)  # lengths count the columns searched (all of them, unless one is weighed 0)
+        avgdl = float(self._total_tokens @ searched) / self.n_rows
         clauses = self._clauses(term, w, size)
         if len(clauses) == 1:
             pos, tf, idf = clauses[0]
-            return pos, fts5_term_score(idf, tf, self._doc_len[pos], avgdl)
+            return pos, fts5_term_score(idf, tf, self._doc_len[pos] @ searched, avgdl)
         best = np.zeros(size)  # a row holding several alternatives counts its best one
         for pos, tf, idf in clauses:
-            best[pos] = np.maximum(best[pos], fts5_term_score(idf, tf, self._doc_len[pos], avgdl))
+            best[pos] = np.maximum(best[pos], fts5_term_score(idf, tf, self._doc_len[pos] @ searched, avgdl))
         held = np.flatnonzero(best > 0)
         return held, best[held]
 
@@ -307,7 +311,9 @@ class LexicalIndex:
         n = self.n_rows
         if isinstance(term, str):
             pos, counts = self.postings(term)
-            return [(pos, counts @ w, float(fts5_idf(n, pos.size)))]
+            tf = counts @ w
+            held = tf > 0  # a row holding the term only in fields weighed 0 does not match
+            return [(pos[held], tf[held], float(fts5_idf(n, int(held.sum()))))]
         clauses = []
         single = [alternative[0] for alternative in term if len(alternative) == 1]
         if single:
@@ -325,5 +331,5 @@ class LexicalIndex:
                 idf += float(fts5_idf(n, other_pos.size))
                 pos, mine, theirs = np.intersect1d(pos, other_pos, assume_unique=True, return_indices=True)
                 freq = np.minimum(freq[mine], (other_counts @ w)[theirs])
-            clauses.append((pos, freq, idf))
+            clauses.append((pos[freq > 0], freq[freq > 0], idf))
         return clauses
