@@ -8,6 +8,7 @@ vector of the wrong dims or from another model instead of mixing spaces silently
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -144,6 +145,14 @@ class FieldLayout:
                 for v in self.vector_fields
             },
         }
+
+    def differences(self, stored: dict[str, Any]) -> str:
+        """What a stored signature (a store's or an index's ``_meta``) has otherwise than this layout,
+        key by key ("text_fields: stored [...], this configuration [...]"); empty where they agree on
+        every key this layout's signature holds, or the stored one does."""
+        mine = self.signature()
+        return "; ".join(f"{key}: stored {json.dumps(stored.get(key))}, this configuration {json.dumps(mine.get(key))}"
+                         for key in sorted(set(mine) | set(stored) - {"text_boosts"}) if stored.get(key) != mine.get(key))
 
     def to_es_mapping(self) -> dict[str, Any]:
         """The index body (settings + mappings) for Elasticsearch 8.15+ and 9.x."""

@@ -65,8 +65,22 @@ def test_store_built_for_other_models_is_refused(tmp_path, layout, text_space):
     path = tmp_path / "s.sqlite"
     EmbeddedStore(path, layout).count()
     other = build_layout(text_space.spec, random_clip_spec(seed=5))
-    with pytest.raises(LayoutError, match="built for another layout or other models"):
+    with pytest.raises(LayoutError, match="built for another layout or other models") as refused:
         EmbeddedStore(path, other).count()
+    assert "vector_fields: stored" in str(refused.value) and "text_fields" not in str(refused.value)
+
+
+def test_a_store_or_index_without_photo_captions_is_refused_naming_the_field(tmp_path):
+    """Stores and indexes built before photo captions (or with them off) lack the field: the layout
+    names the difference rather than index captions nothing would search."""
+    with_captions = build_layout(default_text_spec(), default_image_spec())
+    without = build_layout(default_text_spec(), default_image_spec(), photo_captions=False)
+    path = tmp_path / "old.sqlite"
+    EmbeddedStore(path, without).count()
+    with pytest.raises(LayoutError, match=r"photo_caption: stored null, this configuration \"photo:.*text_fields: stored"):
+        EmbeddedStore(path, with_captions).count()
+    assert with_captions.differences(with_captions.to_es_mapping()["mappings"]["_meta"]) == ""  # an index's _meta
+    assert "text_fields" in with_captions.differences(without.to_es_mapping()["mappings"]["_meta"])
 
 
 def test_layout_without_image_space_has_only_the_text_vector(text_space):

@@ -120,13 +120,12 @@ class ElasticsearchStore:
             if self.client.indices.exists_alias(name=self.alias):
                 mapping = self.client.indices.get_mapping(index=self.alias)
                 for index, body in mapping.body.items() if hasattr(mapping, "body") else mapping.items():
-                    meta = body.get("mappings", {}).get("_meta", {})
-                    if meta.get("vector_fields") != self.layout.signature()["vector_fields"]:
+                    differences = self.layout.differences(body.get("mappings", {}).get("_meta", {}))
+                    if differences:  # other vectors, or text fields the index does not map (photo captions, say)
                         raise LayoutError(
-                            f"alias {self.alias} points at {index}, built for {json.dumps(meta.get('vector_fields'))}; "
-                            f"this configuration needs {json.dumps(self.layout.signature()['vector_fields'])}: "
+                            f"alias {self.alias} points at {index}, built for another layout ({differences}): "
                             "build the new layout under another alias (HYBRID_SEARCH_ES_ALIAS=products-next), index, then "
-                            "hybrid-search es-swap products-next; or use the same models"
+                            "hybrid-search es-swap products-next; or use the same settings"
                         )
             else:
                 self.create_index(self.concrete_index)

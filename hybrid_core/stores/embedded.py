@@ -190,11 +190,9 @@ class EmbeddedStore:
                        product_id TEXT, version INTEGER, reason TEXT NOT NULL, task_id TEXT)"""
                 )
             elif row["value"] != signature:
-                stored = json.loads(row["value"])
                 raise LayoutError(
-                    f"store {self.path} was built for another layout or other models: "
-                    f"it holds {json.dumps(stored['vector_fields'])}, this configuration has "
-                    f"{json.dumps(self.layout.signature()['vector_fields'])}; use a new store path or the same models"
+                    f"store {self.path} was built for another layout or other models ({self.layout.differences(json.loads(row['value']))}); "
+                    "use a new store path and index into it, or the same settings"
                 )
 
     @contextmanager
