@@ -409,16 +409,30 @@ class EmbeddingSpace:
         without one. Encoding two thousand phrases takes a few seconds on a CPU, which a one-shot
         ``hybrid-search search`` would pay on every image query: the vectors are kept in ``cache_dir()``,
         keyed by this space's weights and the vocabulary's bytes."""
-        if not self.spec.vocabulary or not self.spec.has_image:
+        vocabulary = self.vocabulary()
+        if vocabulary is None:
             return None
         with self._lock:
             if "vocabulary" not in self._extra:
-                path = Path(self.spec.vocabulary)
-                if not path.exists() and (MODEL_CONFIG_DIR / path.name).is_file() and path.name == self.spec.vocabulary:
-                    path = MODEL_CONFIG_DIR / path.name
-                vocabulary = PhotoVocabulary.load(path)
-                self._extra["vocabulary"] = (vocabulary, self._phrase_vectors(vocabulary, path.read_bytes()))
+                self._extra["vocabulary"] = (vocabulary, self._phrase_vectors(vocabulary, self._vocabulary_path().read_bytes()))
             return self._extra["vocabulary"]
+
+    def vocabulary(self) -> PhotoVocabulary | None:
+        """The space's photo vocabulary as read from its file (no phrase vectors: nothing is encoded),
+        or ``None`` without one."""
+        if not self.spec.vocabulary or not self.spec.has_image:
+            return None
+        with self._lock:
+            if "vocabulary_file" not in self._extra:
+                self._extra["vocabulary_file"] = PhotoVocabulary.load(self._vocabulary_path())
+            return self._extra["vocabulary_file"]
+
+    def _vocabulary_path(self) -> Path:
+        assert self.spec.vocabulary
+        path = Path(self.spec.vocabulary)
+        if not path.exists() and (MODEL_CONFIG_DIR / path.name).is_file() and path.name == self.spec.vocabulary:
+            path = MODEL_CONFIG_DIR / path.name
+        return path
 
     def _phrase_vectors(self, vocabulary: PhotoVocabulary, raw: bytes) -> np.ndarray:
         key = hashlib.sha256(self.model_id.encode() + b"\0" + raw).hexdigest()[:24]

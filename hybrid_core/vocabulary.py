@@ -96,6 +96,16 @@ class PhotoVocabulary:
                 for name, found in self._facet_values.items()})
         return cache[canonical]
 
+    def names(self, word: str) -> bool:
+        """Whether ``word`` (lower case) is a word of some facet value, as written or in the plural
+        the values use ("kurta" -> "Kurtas", "scarve" -> "Scarves"): a word the catalogue's own
+        taxonomy describes products by, never a shopper's filler."""
+        return any(form in self._words for form in (word, word + "s", word + "es"))
+
+    @cached_property
+    def _words(self) -> frozenset[str]:
+        return frozenset(w for found in self._facet_values.values() for value_words in found for w in value_words)
+
     @cached_property
     def _canonical_values(self) -> dict[Callable[[str], str], Mapping[str, Mapping[tuple[str, ...], str]]]:
         return {}

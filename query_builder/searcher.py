@@ -35,7 +35,7 @@ from query_builder.fusion import linear, rrf
 from query_builder.query import LEXICAL_LEGS, MAX_WINDOW, FusionConfig, HybridQuery
 from query_builder.term_feedback import LEG as TERM_FEEDBACK_LEG
 from query_builder.term_feedback import TermFeedback, feedback_text
-from query_builder.word_check import checked_text, placed, query_phrases
+from query_builder.word_check import checked_text, named_by, placed, query_phrases
 
 # Every search's legs run on this pool: it bounds how many run at once and serves searches first
 # come, first served. In-process legs (the embedded store) go as one task per search, in turn
@@ -194,7 +194,9 @@ class HybridSearcher:
     def check_words(self, query: HybridQuery, vectors: QueryVectors, filters: list[Condition], legs: list[str]) -> None:
         """Set ``vectors.bm25_text`` to the query's words that its nearest products use and
         ``vectors.unplaced_words`` to the others (``query_builder.word_check``): one kNN on the text
-        vectors, then one read of two counts per word (in the filtered catalogue, and among those neighbours)."""
+        vectors, then one read of two counts per word (in the filtered catalogue, and among those
+        neighbours). Words the image space's photo vocabulary names (colours, types, genders) are
+        placed without counting; a query of such words alone needs neither request."""
         vectors.bm25_text, vectors.unplaced_words = None, []  # this query's answer only, where vectors are reused
         if not self.checks_words(query, legs) or vectors.text is None:
             return
@@ -203,13 +205,20 @@ class HybridSearcher:
         phrases = query_phrases(query.text, self._bm25_rules)
         if len(phrases) < 2:
             return  # a lone word is searched whatever it is: leaving it out leaves nothing
+        vocabulary = self.image_space.vocabulary() if self.image_space is not None else None
+        keep = named_by(phrases, vocabulary.names if vocabulary is not None else None)
+        unnamed = [p for p, named in zip(phrases, keep) if not named]
+        if not unnamed:
+            return  # every word is one the taxonomy names: nothing to place
         neighbours = self.store.knn(
             "text_vector", vectors.text, k=settings.depth, num_candidates=min(MAX_WINDOW, max(settings.depth, query.candidates)), filters=filters
         )
         if not neighbours:
             return
-        everywhere, near = self.store.word_counts(phrases, filters=filters, near=[doc_id for doc_id, _ in neighbours])
-        vectors.bm25_text, vectors.unplaced_words = checked_text(query.text, phrases, placed(near, everywhere, settings.min_count))
+        everywhere, near = self.store.word_counts(unnamed, filters=filters, near=[doc_id for doc_id, _ in neighbours])
+        counted = iter(placed(near, everywhere, settings.min_count))
+        keep = [named or next(counted) for named in keep]
+        vectors.bm25_text, vectors.unplaced_words = checked_text(query.text, phrases, keep)
 
     def reads_image_as_text(self) -> bool:
         """Whether a query photo can be matched against the products' text vectors (the ``caption``

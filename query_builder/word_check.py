@@ -33,7 +33,7 @@ there (the kNN, then the counts) before the hybrid request.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -87,6 +87,15 @@ def placed(near: Sequence[int], everywhere: Sequence[int], min_count: int) -> li
     if len(near) != len(everywhere):
         raise ValueError(f"{len(near)} neighbourhood counts for {len(everywhere)} catalogue counts")
     return [n >= min_count or (0 < e <= n) for n, e in zip(near, everywhere)]
+
+
+def named_by(phrases: Sequence[str], names: Callable[[str], bool] | None) -> list[bool]:
+    """Per phrase: every word of it is one the catalogue's taxonomy names (``names``, the image
+    space's photo vocabulary: colours, types, genders), which the check places whatever the
+    neighbourhood holds; all ``False`` without a taxonomy."""
+    if names is None:
+        return [False] * len(phrases)
+    return [bool(found) and all(names(w) for w in found) for found in (words(p) for p in phrases)]
 
 
 def checked_text(text: str, phrases: Sequence[str], keep: Sequence[bool]) -> tuple[str, list[str]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ from hybrid_core.stores.lexical import LexicalIndex
 from hybrid_core.synonyms import PACKAGED, SynonymRules, load
 from query_builder.query import FusionConfig, HybridQuery
 from query_builder.searcher import HybridSearcher
-from query_builder.word_check import WordCheck, checked_text, placed, query_phrases
+from query_builder.word_check import WordCheck, checked_text, named_by, placed, query_phrases
 from tests.test_embedded_store import make_doc
 
 WATCHES = [f"{brand} {gender} Blue Watch" for brand in ("Titan", "Fastrack", "Timex", "Casio", "Skagen", "Giordano")
@@ -153,3 +154,32 @@ def test_a_lone_word_or_a_query_without_text_vectors_is_searched_as_it_is(store,
     searcher = HybridSearcher(store, layout, text_space)
     lone = searcher.search(HybridQuery(text="show", legs=("bm25",), word_check=WordCheck(depth=4, min_count=2)))
     assert lone.hits[0].source["title"] == "Fila Men No Show White Socks" and "bm25_text" not in lone.fusion
+
+
+def test_words_the_photo_vocabulary_names_are_placed_without_counting(store, layout, text_space, tower_space):
+    """A colour, type or gender of the image space's vocabulary is never filler: "set" ("Kurta Sets")
+    is kept in full though no product near "blue watch set" holds it; "show" and "me" are still counted."""
+    vocabulary = tower_space.vocabulary()
+    assert vocabulary.names("set") and vocabulary.names("kurta") and vocabulary.names("scarve")  # "Scarves"
+    assert not any(vocabulary.names(w) for w in ("show", "me", "need", "please", "looking"))
+    assert named_by(["show", "blue", "navy blue", "t shirt"], vocabulary.names) == [False, True, True, False]
+    assert named_by(["blue"], None) == [False]
+
+    store.write(_titled(layout, text_space, WATCHES + SLOGANS + OTHERS), [])
+    check = WordCheck(depth=8, min_count=2)
+    query = HybridQuery(text="show me a blue watch set", legs=("bm25",), word_check=check, size=20)
+    plain = HybridSearcher(store, layout, text_space).search(query)
+    assert plain.fusion["unplaced_words"] == ["show", "me", "set"]
+    named = HybridSearcher(store, layout, text_space, tower_space).search(query)
+    assert named.fusion["bm25_text"] == "blue watch set" and named.fusion["unplaced_words"] == ["show", "me"]
+    counted = []
+    original = store.word_counts
+
+    def spy(phrases, **kwargs):
+        counted.append(list(phrases))
+        return original(phrases, **kwargs)
+
+    store.word_counts = spy
+    HybridSearcher(store, layout, text_space, tower_space).search(query)
+    HybridSearcher(store, layout, text_space, tower_space).search(replace(query, text="blue watch set"))
+    assert counted == [["show", "me"]]  # the named words are not counted; a query of named words alone needs no count
