@@ -24,6 +24,11 @@ only for the words its author thought of; this needs none.
 "show me {query}", min_count 1 recovered BM25 +2 to 0.848, 3 to 0.90). Where no word is placed, or
 every word is, the query is searched as it is.
 
+Where the image space has a photo vocabulary, a word it names (a colour, article type or gender
+value, or its plural) is placed without counting (``named_by``): the catalogue's own taxonomy
+describes products by it, so it is never filler, even where the text model's neighbourhood misses
+it ("black kurta set": kurtas near, few sets; "multi handbag": few multicolour bags near).
+
 Both stores count the same way: the neighbourhood is one kNN search, and the counts are the
 store's own analysis of each word (stemming, synonyms), one ``_msearch`` of ``size: 0`` counts on
 Elasticsearch (``Store.word_counts``), so the leg searches what either store would. Two round trips
