@@ -201,11 +201,10 @@ def caption_accuracy(image_space: EmbeddingSpace, products: list[dict[str, Any]]
     products whose photo reads as their own value: how far the ``photo_caption`` field can be trusted
     (the test split's attributes are used as judgments here, as everywhere in evaluation, never as text).
     ``None`` where the space has no vocabulary."""
-    loaded = image_space.photo_vocabulary()
-    if loaded is None:
+    vocabulary = image_space.vocabulary()
+    read = image_space.read_photos(images) if vocabulary is not None else None
+    if vocabulary is None or read is None:
         return None
-    vocabulary, phrases = loaded
-    read = [vocabulary.read(row) for row in images @ phrases.T]
     out = {}
     for i, facet in enumerate(vocabulary.fields):
         judged = [(r[i], p.get(facet)) for r, p in zip(read, products) if isinstance(p.get(facet), str)]

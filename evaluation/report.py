@@ -17,6 +17,9 @@ from evaluation.tuning import MIN_FEEDBACK_GAIN
 COLUMNS = ["NDCG@10", "P@10", "P@10 fine", "P@20", "P@20 fine", "P@50", "P@50 fine", "P@100", "P@100 fine", "R@100 fine", "MRR fine", "looks@10"]
 SINGLE_LEGS = tuple(s.name for s in STRATEGIES if s.legs is not None and len(s.legs) == 1)  # the strategies of one leg
 AIMS = {"full": 1.05, "sparse": 1.2}  # best hybrid NDCG@10 over the best single leg (issue 5), shown per query kind
+# The single legs the protocol lists (../shared/eval/README.md, "Strategies to report at least"); the project's own
+# single legs (photo captions, photo words, caption kNN, the all-words bonus) are stronger bars than these.
+PROTOCOL_LEGS = ("BM25", "text kNN", "cross-modal kNN", "image kNN", "product vector")
 COMMAND = "bash scripts/evaluate.sh"
 
 
@@ -51,15 +54,29 @@ def mmr_line(rows: dict[str, dict[str, float]]) -> str:
 
 
 def aim_line(variant: str, rows: dict[str, dict[str, float]]) -> str:
+    """The best hybrid against the best single leg; where the aim is not met, the NDCG@10 it would need
+    (said plainly where that is above 1, which no ranking scores), and the ratio against the best of the
+    protocol's own single legs alone."""
     singles = {n: m["NDCG@10"] for n, m in rows.items() if n in SINGLE_LEGS}
     hybrids = {n: m["NDCG@10"] for n, m in rows.items() if _is_hybrid(n)}
     best_single = max(singles, key=singles.__getitem__)
     best_hybrid = max(hybrids, key=hybrids.__getitem__)
     ratio = hybrids[best_hybrid] / singles[best_single]
     aim = AIMS.get(variant)
-    verdict = "" if aim is None else (f" (aim ≥ {aim}: **met**)" if ratio >= aim else f" (aim ≥ {aim}: **not met**)")
-    return (f"best hybrid **{best_hybrid}** {hybrids[best_hybrid]:.3f} vs best single leg **{best_single}** "
+    verdict = ""
+    if aim is not None:
+        needed = aim * singles[best_single]
+        verdict = (f" (aim ≥ {aim}: **met**)" if ratio >= aim else
+                   f" (aim ≥ {aim}: **not met**; it needs {needed:.3f}"
+                   + (", above the 1.000 that a perfect ranking scores)" if needed > 1 else ")"))
+    line = (f"best hybrid **{best_hybrid}** {hybrids[best_hybrid]:.3f} vs best single leg **{best_single}** "
             f"{singles[best_single]:.3f}: **{ratio:.2f}×**{verdict}")
+    protocol = {n: v for n, v in singles.items() if n in PROTOCOL_LEGS}
+    if protocol and max(protocol.values()) < singles[best_single]:
+        leader = max(protocol, key=protocol.__getitem__)
+        line += (f". Against the protocol's own single legs alone (BM25 on the text field, the kNN legs, the product vector): "
+                 f"**{leader}** {protocol[leader]:.3f}, **{hybrids[best_hybrid] / protocol[leader]:.2f}×**")
+    return line
 
 
 def reworded_section(

@@ -628,6 +628,47 @@ def photo_vocabulary(catalogue, fields, where, min_count, temperature, out_file)
     console.print(f"{len(vocabulary.rows):,} phrases from {len(products):,} products, e.g. {', '.join(vocabulary.phrases[:3])}: {out_file}")
 
 
+@cli.command("photo-reader")
+@click.argument("catalogue", type=click.Path(exists=True, dir_okay=False))
+@click.option("--where", multiple=True, help="Only lines whose field equals a value, e.g. split=train (repeatable).")
+@click.option("--images-root", type=click.Path(file_okay=False), help="Root for relative image paths (default: the catalogue's folder).")
+@click.option("--out", "out_file", type=click.Path(dir_okay=False), required=True, help="The reader (.npz) to write.")
+@click.pass_context
+def photo_reader(ctx, catalogue, where, images_root, out_file) -> None:
+    """Fit a photo reader for the configured image space: a linear head per facet of its vocabulary, on
+    the catalogue's photos and their values of those facets (hybrid_core/photo_reader.py).
+
+    Name it as the image space's "photo_reader" in a config file. The packaged tower's is this command
+    over ../shared/data/myntra/catalogue.jsonl with --where split=train (the tower's own training split)."""
+    from indexer.producer import catalogue_items, parse_where
+    from tower_training.reader import fit_photo_reader
+
+    try:
+        selector = parse_where(where)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--where") from None
+    _, image_space = _settings(ctx).embedding_spaces()
+    if image_space is None:
+        _fail("no image space is configured: a photo reader reads photo vectors")
+    products = [item["data"] for item in catalogue_items(catalogue, selector) if isinstance(item.get("data"), dict)]
+    selection = f" ({', '.join(f'{k}={v}' for k, v in selector.items())})" if selector else ""
+    root = Path(images_root or Path(catalogue).parent).resolve()
+    with _progress() as progress:
+        task = progress.add_task("reading photos", total=sum(1 for p in products if p.get("image")))
+        try:
+            fitted = fit_photo_reader(image_space, products, root, progress=lambda n: progress.advance(task, n),
+                                      source=f"{Path(catalogue).name}{selection}")
+        except (SearchError, ValueError) as exc:
+            _fail(f"{catalogue}: {exc}")
+    fitted.reader.save(out_file)
+    for line in fitted.unreadable[:5]:
+        console.print(f"[yellow]left out[/] {line}")
+    if len(fitted.unreadable) > 5:
+        console.print(f"[yellow]left out {len(fitted.unreadable) - 5:,} more unreadable photos[/]")
+    counts = ", ".join(f"{facet} {len(values)}" for facet, values in zip(fitted.reader.facets, fitted.reader.values))
+    console.print(f"fitted on {fitted.photos:,} photos of {image_space.model_id} (values per facet: {counts}): {out_file}")
+
+
 def _evaluation_searcher(ctx, catalogue: Path, variant: str, out_dir: Path, store_kind: str, progress: Progress):
     """The test split indexed (once) through the worker's pipeline, and a searcher over it.
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,7 +25,7 @@ LAYOUT_VERSION = 1
 class TextField:
     """A BM25 field; ``boost`` is its default weight in the BM25 leg. ``source``: what fills it, the
     product's own ``text`` or, for ``photo_caption``, the product's photo read in the image space's
-    vocabulary (``"photo:<vocabulary>"``, see ``PHOTO_CAPTION``)."""
+    vocabulary (``"photo:<vocabulary>"``, ``"photo:<vocabulary>+<photo reader>"``, see ``PHOTO_CAPTION``)."""
 
     name: str
     boost: float = 1.0
@@ -232,5 +233,6 @@ def build_layout(
             )
     text_fields = TEXT_FIELDS
     if photo_captions and image_space is not None and image_space.vocabulary and image_space.has_text:
-        text_fields += (TextField(PHOTO_CAPTION, PHOTO_CAPTION_BOOST, f"photo:{image_space.vocabulary}"),)
+        reader = f"+{Path(image_space.photo_reader).name}" if image_space.photo_reader else ""  # it reads photos otherwise
+        text_fields += (TextField(PHOTO_CAPTION, PHOTO_CAPTION_BOOST, f"photo:{image_space.vocabulary}{reader}"),)
     return FieldLayout(text_fields, ATTRIBUTE_FIELDS, tuple(vectors), spaces, tuple(synonyms))

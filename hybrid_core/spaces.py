@@ -29,6 +29,7 @@ import numpy as np
 
 from hybrid_core.dicts import known_keys
 from hybrid_core.errors import ConfigError
+from hybrid_core.photo_reader import PhotoReader
 from hybrid_core.vocabulary import PhotoVocabulary
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -66,6 +67,10 @@ class SpaceSpec:
     photo can be read as (``hybrid_core.vocabulary``): with it, an image query also runs the
     ``photo_words`` leg, BM25 over the words the photo reads as. It changes no stored vector,
     so it is not part of ``model_id``.
+    ``photo_reader`` (a ``.npz`` file, or a name of one in ``hybrid_core/model_weights``) reads the
+    vocabulary's facets with linear heads fitted on this space's photo vectors
+    (``hybrid_core.photo_reader``) in place of the zero-shot reading; it must have been fitted on
+    this space's weights (its ``model_id``), and needs ``vocabulary``.
     """
 
     name: str
@@ -83,6 +88,7 @@ class SpaceSpec:
     flip_average: bool = False
     ensemble: tuple[dict[str, str], ...] = ()
     vocabulary: str | None = None
+    photo_reader: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -100,6 +106,8 @@ class SpaceSpec:
             raise ConfigError(f"space {self.name!r}: dims must be a positive integer, got {self.dims!r}")
         if self.batch_size < 1:
             raise ConfigError(f"space {self.name!r}: batch_size must be >= 1, got {self.batch_size}")
+        if self.photo_reader and not self.vocabulary:
+            raise ConfigError(f"space {self.name!r}: a photo_reader reads a vocabulary's facets; name the vocabulary too")
 
     @property
     def has_text(self) -> bool:
@@ -427,12 +435,42 @@ class EmbeddingSpace:
                 self._extra["vocabulary_file"] = PhotoVocabulary.load(self._vocabulary_path())
             return self._extra["vocabulary_file"]
 
+    def photo_reader(self) -> PhotoReader | None:
+        """The space's trained photo reader, or ``None`` without one. Refused (``ConfigError``) where it
+        was fitted on other weights, or reads other facets than the vocabulary's."""
+        if not self.spec.photo_reader or not self.spec.has_image:
+            return None
+        with self._lock:
+            if "photo_reader" not in self._extra:
+                path = _shipped(self.spec.photo_reader, MODEL_WEIGHTS_DIR)
+                reader = PhotoReader.load(path)
+                if reader.model_id != self.model_id:
+                    raise ConfigError(f"space {self.name!r}: photo reader {path} was fitted on {reader.model_id}, "
+                                      f"not on this space's weights ({self.model_id}); fit one with `hybrid-search photo-reader`")
+                vocabulary = self.vocabulary()
+                if vocabulary is not None and reader.facets != vocabulary.fields:
+                    raise ConfigError(f"space {self.name!r}: photo reader {path} reads {list(reader.facets)}, "
+                                      f"the vocabulary's facets are {list(vocabulary.fields)}")
+                self._extra["photo_reader"] = reader
+            return self._extra["photo_reader"]
+
+    def read_photos(self, vectors: np.ndarray) -> list[tuple[str | None, ...]] | None:
+        """Each photo vector's value per facet of the vocabulary: the trained reader's where the space
+        has one, else the vocabulary's zero-shot reading (``PhotoVocabulary.read``); ``None`` without a
+        vocabulary. The one reading the indexer's captions and the ``photo_words`` leg both use."""
+        vocabulary = self.vocabulary()
+        if vocabulary is None:
+            return None
+        vectors = np.asarray(vectors, dtype=np.float32).reshape(-1, self.dims)
+        reader = self.photo_reader()
+        if reader is not None:
+            return reader.read(vectors)  # type: ignore[return-value]
+        _, phrases = self.photo_vocabulary()  # type: ignore[misc]
+        return [vocabulary.read(row) for row in vectors @ phrases.T]
+
     def _vocabulary_path(self) -> Path:
         assert self.spec.vocabulary
-        path = Path(self.spec.vocabulary)
-        if not path.exists() and (MODEL_CONFIG_DIR / path.name).is_file() and path.name == self.spec.vocabulary:
-            path = MODEL_CONFIG_DIR / path.name
-        return path
+        return _shipped(self.spec.vocabulary, MODEL_CONFIG_DIR)
 
     def _phrase_vectors(self, vocabulary: PhotoVocabulary, raw: bytes) -> np.ndarray:
         key = hashlib.sha256(self.model_id.encode() + b"\0" + raw).hexdigest()[:24]
@@ -452,6 +490,14 @@ class EmbeddingSpace:
         except OSError:
             pass  # a read-only home: encode again next time
         return vectors
+
+
+def _shipped(given: str, folder: Path) -> Path:
+    """``given`` as a path, else the file of that bare name shipped in ``folder``."""
+    path = Path(given)
+    if not path.exists() and (folder / path.name).is_file() and path.name == given:
+        return folder / path.name
+    return path
 
 
 def cache_dir() -> Path:
@@ -505,6 +551,7 @@ def random_clip_spec(seed: int = 0) -> SpaceSpec:
 TOWER_MODEL = "catalogue-tower"
 PACKAGED_TOWER = Path(__file__).parent / "model_weights" / "catalogue-tower-visual.pt"
 TOWER_VOCABULARY = "catalogue-tower-vocabulary.json"  # in model_configs: the train split's gender, colour and article type rows
+TOWER_READER = "catalogue-tower-reader.npz"  # in model_weights: those facets' linear heads, fitted on the packaged tower's train photos
 
 
 def catalogue_tower_spec(weights: str | Path | None = PACKAGED_TOWER, *, device: str = "cpu") -> SpaceSpec:
@@ -523,6 +570,9 @@ def catalogue_tower_spec(weights: str | Path | None = PACKAGED_TOWER, *, device:
         device=device,
         text_tower_of=MINILM_ID,
         vocabulary=TOWER_VOCABULARY if weights else None,
+        # fitted on the packaged weights only: another checkpoint reads its photos zero-shot
+        photo_reader=TOWER_READER if weights and Path(weights).resolve() == PACKAGED_TOWER.resolve()
+        and (MODEL_WEIGHTS_DIR / TOWER_READER).is_file() else None,
     )
 
 

@@ -38,7 +38,8 @@ FORMAT = "es-hybrid-search/photo-vocabulary@1"
 DEFAULT_TEMPERATURE = 0.03
 
 
-def _value(product: Mapping[str, Any], name: str) -> str | None:
+def facet_value(product: Mapping[str, Any], name: str) -> str | None:
+    """A product's value of a facet, top-level or under ``attributes``; ``None`` where missing or blank."""
     raw = product.get(name)
     if raw is None and isinstance(product.get("attributes"), Mapping):
         raw = product["attributes"].get(name)
@@ -132,8 +133,12 @@ class PhotoVocabulary:
         from 0.86 to 0.36-0.43 NDCG@10 when the whole text was appended). The query's own legs search
         all its words. ``canonical`` puts the text in the wording the facet values use (synonym
         rules: ``gray`` -> ``grey``) before the values are looked for."""
+        return self.worded(self.read(scores), text, canonical)
+
+    def worded(self, row: Sequence[str | None], text: str | None = None, canonical: Callable[[str], str] | None = None) -> str:
+        """A photo's reading (a value per facet, from ``read`` or a trained ``PhotoReader``) in words,
+        each facet the ``text`` names taking the text's value, as ``describe`` says."""
         named = named_values(canonical(text) if (text and canonical) else (text or ""), self.values(canonical))
-        row = self.read(scores)
         return " ".join(v for v in (named.get(name, photo) for name, photo in zip(self.fields, row)) if v)
 
     def read(self, scores: np.ndarray) -> tuple[str | None, ...]:
@@ -189,7 +194,7 @@ class PhotoVocabulary:
         (a row seen once is as likely a labelling slip as a kind of product), most frequent first."""
         counts: Counter[tuple[str | None, ...]] = Counter()
         for product in products:
-            row = tuple(_value(product, f) for f in fields)
+            row = tuple(facet_value(product, f) for f in fields)
             if any(row):
                 counts[row] += 1
         rows = tuple(row for row, n in sorted(counts.items(), key=lambda kv: (-kv[1], tuple(v or "" for v in kv[0]))) if n >= min_count)

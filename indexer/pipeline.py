@@ -178,19 +178,18 @@ def process_batch(
 
 def _photo_captions(pending: list[_Pending], layout: FieldLayout, image_space: EmbeddingSpace | None) -> dict[int, dict[str, str]]:
     """Per entry with a photo, ``{"photo_caption": its reading}`` when the layout has that field: the
-    photo vector read in the image space's vocabulary, facet by facet (``PhotoVocabulary.describe``).
-    It is computed from the image vector on every write (one matrix product for the batch), so it
-    never goes stale against a reused vector."""
+    photo vector read facet by facet (``EmbeddingSpace.read_photos``: the space's trained reader, else
+    its vocabulary zero-shot). It is computed from the image vector on every write (one matrix product
+    for the batch), so it never goes stale against a reused vector."""
     caption_field = layout.photo_caption
     with_photo = [p for p in pending if "image_vector" in p.vectors]
-    loaded = image_space.photo_vocabulary() if caption_field is not None and image_space is not None and with_photo else None
-    if loaded is None:
+    read = (image_space.read_photos(np.stack([p.vectors["image_vector"] for p in with_photo]))
+            if caption_field is not None and image_space is not None and with_photo else None)
+    if read is None:
         return {}
-    vocabulary, phrases = loaded
-    scores = np.stack([p.vectors["image_vector"] for p in with_photo]) @ phrases.T
     out = {}
-    for p, row in zip(with_photo, scores):
-        caption = vocabulary.describe(row)
+    for p, row in zip(with_photo, read):
+        caption = " ".join(v for v in row if v)
         if caption:
             out[id(p)] = {caption_field.name: caption}
     return out

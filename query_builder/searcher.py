@@ -169,11 +169,11 @@ class HybridSearcher:
     def photo_words(self, image: np.ndarray, text: str | None) -> str | None:
         """What the photo is searched with in words: its reading in the vocabulary, facet by facet, with
         any value the query's text names in place of the photo's (``hybrid_core.vocabulary``)."""
-        loaded = self.image_space.photo_vocabulary() if self.image_space is not None else None
-        if loaded is None:
+        vocabulary = self.image_space.vocabulary() if self.image_space is not None else None
+        read = self.image_space.read_photos(image[None, :]) if vocabulary is not None else None
+        if vocabulary is None or read is None:
             return None
-        vocabulary, phrases = loaded
-        return vocabulary.describe(phrases @ image, text, canonical=self.vector_text) or None
+        return vocabulary.worded(read[0], text, canonical=self.vector_text) or None
 
     # -- planning --------------------------------------------------------------------------
 

@@ -28,7 +28,8 @@ def test_the_layout_has_a_caption_field_where_the_image_space_has_a_vocabulary(t
     assert caption is not None and caption.name == PHOTO_CAPTION and caption.boost < layout.text_fields[0].boost
     assert [f.name for f in layout.text_fields] == ["title", "description", PHOTO_CAPTION]
     # another vocabulary reads the photos otherwise: a store built with one refuses a layout with the other
-    assert layout.signature()["photo_caption"] == f"photo:{default_image_spec().vocabulary}"
+    spec = default_image_spec()
+    assert layout.signature()["photo_caption"] == f"photo:{spec.vocabulary}" + (f"+{spec.photo_reader}" if spec.photo_reader else "")
     assert build_layout(default_text_spec(), default_image_spec(), photo_captions=False).photo_caption is None
     assert build_layout(text_space.spec, image_space.spec).photo_caption is None  # the random CLIP has no vocabulary
     assert build_layout(text_space.spec, None).photo_caption is None
@@ -42,13 +43,12 @@ def test_the_layout_has_a_caption_field_where_the_image_space_has_a_vocabulary(t
 def test_the_indexer_writes_each_photo_s_reading_and_bm25_finds_it(tower_indexed, tower_space, sample_catalogue):
     layout, store, searcher = tower_indexed
     assert layout.photo_caption is not None
-    vocabulary, phrases = tower_space.photo_vocabulary()
     lines = [json.loads(line) for line in sample_catalogue.read_text().splitlines()]
     sources = store.sources([p["id"] for p in lines])
     for product in lines[:5]:
         photo = Image.open(sample_catalogue.parent / product["image"]).convert("RGB")
-        expected = vocabulary.describe(phrases @ tower_space.embed_images([photo])[0])
-        assert sources[product["id"]][PHOTO_CAPTION] == expected
+        expected = " ".join(v for v in tower_space.read_photos(tower_space.embed_images([photo]))[0] if v)
+        assert sources[product["id"]][PHOTO_CAPTION] == expected and expected
 
     # a product whose title names none of what its photo shows is found by the photo's words ...
     first = lines[0]
@@ -115,12 +115,11 @@ def test_a_field_weighed_zero_neither_scores_nor_matches(tmp_path, layout, text_
 def test_caption_accuracy_is_the_share_of_photos_read_as_their_own_value(tower_space):
     from evaluation.harness import caption_accuracy
 
-    vocabulary, phrases = tower_space.photo_vocabulary()
+    vocabulary = tower_space.vocabulary()
     rng = np.random.default_rng(0)
-    images = rng.normal(size=(8, phrases.shape[1])).astype(np.float32)
+    images = rng.normal(size=(8, tower_space.dims)).astype(np.float32)
     images /= np.linalg.norm(images, axis=1, keepdims=True)
-    read = [vocabulary.read(row) for row in images @ phrases.T]
-    assert [" ".join(v for v in r if v) for r in read] == [vocabulary.describe(phrases @ v) for v in images]
+    read = tower_space.read_photos(images)  # the reading captions are written with (the trained reader, if any)
     products = [dict(zip(vocabulary.fields, r)) for r in read]
     assert caption_accuracy(tower_space, products, images) == {f: 1.0 for f in vocabulary.fields}
     products[0] = {**products[0], "colour": "Not A Colour"}
