@@ -230,11 +230,13 @@ def render(results: dict[str, dict[str, Any]], profiles: dict[str, dict[str, Any
         "",
         "Strategies: the protocol's single legs and fusions (`BM25`: the text field alone; `hybrid RRF`: every leg, weights 1, k=60; "
         "`hybrid linear`: min-max normalized sum); `BM25 + photo captions`: the same leg over the title and the caption the indexer "
-        "writes beside it, each product's photo read in the tower's photo vocabulary (\"Women Green Kurtas\"; a single leg, counted "
+        "writes beside it, each product's photo read facet by facet as photo words reads a query photo (\"Women Green Kurtas\"; a single leg, counted "
         "as one in the aims; the fusions' BM25 and photo-words legs search the captions too); `caption kNN`: the query photo against the products' text vectors (the tower's image space is "
         "MiniLM's text space; not in the protocol's list, a single leg, counted as one in the aims); `photo words`: BM25 over "
-        "the query photo read in the tower's photo vocabulary, facet by facet (\"Men Navy Blue Tshirts\"; rows of gender, colour and "
-        "article type seen in the train split), a value the query's text names replacing the photo's (a single leg, counted as one "
+        "the query photo read facet by facet (\"Men Navy Blue Tshirts\"; the facets and values of the tower's photo vocabulary, rows of "
+        "gender, colour and article type seen in the train split; read by the tower's photo reader, a linear head per facet fitted on "
+        "the train split's photos, where the space has one, else zero-shot against the phrases), a value the query's text names "
+        "replacing the photo's (a single leg, counted as one "
         "in the aims); `…, all words +2`: the leg plus 2 for every product holding all its words "
         "(`all_terms_boost`; single legs, counted as such in the aims); `tuned`: the fusion profile `hybrid-search tune` chose on the same dev queries "
         "(so its row is in-sample; the cross-validated estimate in the tuning table is the number to expect on new "
@@ -264,7 +266,7 @@ def render(results: dict[str, dict[str, Any]], profiles: dict[str, dict[str, Any
                     + own_photo_context(r), ""]
         if r.get("photo_caption_accuracy"):
             read = ", ".join(f"{facet.replace('_', ' ')} {share:.0%}" for facet, share in r["photo_caption_accuracy"].items())
-            out += [(f"Photo captions (each product's photo read in the vocabulary, the `photo_caption` field BM25 searches): "
+            out += [(f"Photo captions (each product's photo read facet by facet, the `photo_caption` field BM25 searches): "
                      f"right for {read} of the test products."), ""]
         if variant in plots:
             out += [f"![precision at k, {variant}]({plots[variant]})", ""]
