@@ -591,6 +591,19 @@ def train_image_tower(
     console.print(f"best val recall@10 {summary['best_val_recall@10']:.3f}; weights in {Path(out_dir) / 'visual.pt'}")
 
 
+def _selected_products(catalogue: str, where: tuple[str, ...]) -> tuple[list[dict], str]:
+    """The catalogue's products that match every ``--where field=value``, and " (field=value, ...)" to
+    say so in a file's source (empty without a selection)."""
+    from indexer.producer import catalogue_items, parse_where
+
+    try:
+        selector = parse_where(where)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--where") from None
+    products = [item["data"] for item in catalogue_items(catalogue, selector) if isinstance(item.get("data"), dict)]
+    return products, (f" ({', '.join(f'{k}={v}' for k, v in selector.items())})" if selector else "")
+
+
 @cli.command("photo-vocabulary")
 @click.argument("catalogue", type=click.Path(exists=True, dir_okay=False))
 @click.option("--fields", default="gender,colour,article_type", show_default=True,
@@ -606,17 +619,11 @@ def photo_vocabulary(catalogue, fields, where, min_count, temperature, out_file)
     Name it as an image space's "vocabulary" in a config file. The packaged tower's is this command
     over ../shared/data/myntra/catalogue.jsonl with --where split=train (the tower's own training split)."""
     from hybrid_core.vocabulary import PhotoVocabulary
-    from indexer.producer import catalogue_items, parse_where
 
-    try:
-        selector = parse_where(where)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--where") from None
     names = tuple(f.strip() for f in fields.split(",") if f.strip())
     if not names:
         raise click.BadParameter("name at least one field", param_hint="--fields")
-    products = [item["data"] for item in catalogue_items(catalogue, selector) if isinstance(item.get("data"), dict)]
-    selection = f" ({', '.join(f'{k}={v}' for k, v in selector.items())})" if selector else ""
+    products, selection = _selected_products(catalogue, where)
     try:
         vocabulary = PhotoVocabulary.from_products(
             products, names, min_count=min_count, temperature=temperature or None,
@@ -640,18 +647,12 @@ def photo_reader(ctx, catalogue, where, images_root, out_file) -> None:
 
     Name it as the image space's "photo_reader" in a config file. The packaged tower's is this command
     over ../shared/data/myntra/catalogue.jsonl with --where split=train (the tower's own training split)."""
-    from indexer.producer import catalogue_items, parse_where
     from tower_training.reader import fit_photo_reader
 
-    try:
-        selector = parse_where(where)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--where") from None
+    products, selection = _selected_products(catalogue, where)
     _, image_space = _settings(ctx).embedding_spaces()
     if image_space is None:
         _fail("no image space is configured: a photo reader reads photo vectors")
-    products = [item["data"] for item in catalogue_items(catalogue, selector) if isinstance(item.get("data"), dict)]
-    selection = f" ({', '.join(f'{k}={v}' for k, v in selector.items())})" if selector else ""
     root = Path(images_root or Path(catalogue).parent).resolve()
     with _progress() as progress:
         task = progress.add_task("reading photos", total=sum(1 for p in products if p.get("image")))
